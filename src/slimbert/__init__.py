@@ -1,0 +1,29 @@
+"""slimbert: make BERT-family models small and fast, measured honestly.
+
+Every method family of Ganesh et al., "Compressing Large-Scale Transformer-Based Models: A Case
+Study on BERT" (TACL 2021), composed into recipes, measured, and exported to a runtime where the
+gain is real.
+"""
+
+__version__ = "0.1.0"
+
+from slimbert.config import MethodConfig  # noqa: E402
+from slimbert.errors import ConfigError, DataError, ModelLoadError, SlimbertError  # noqa: E402
+from slimbert.io import load_compressed, save_compressed  # noqa: E402
+from slimbert.models.loading import load_model  # noqa: E402
+from slimbert.recipe import Recipe, load_recipe  # noqa: E402
+from slimbert.registry import available_methods, register_method  # noqa: E402
+
+
+def compress(*args, **kwargs):
+    """Run a recipe on a model and task; see :func:`slimbert.api.compress`."""
+    from slimbert.api import compress as _compress
+
+    return _compress(*args, **kwargs)
+
+
+__all__ = [
+    "ConfigError", "DataError", "MethodConfig", "ModelLoadError", "Recipe", "SlimbertError",
+    "available_methods", "compress", "load_compressed", "load_model", "load_recipe", "register_method",
+    "save_compressed",
+]

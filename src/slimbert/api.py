@@ -1,0 +1,183 @@
+"""``compress``: run a recipe on a model and task, write the artifact and the report card.
+
+The output directory appears only when everything succeeded: work happens in a hidden staging
+directory beside it that is renamed at the end, so a failure or Ctrl-C never leaves a
+half-written output. Training steps keep resumable checkpoints in ``.OUT.work`` beside the
+output; rerunning the same command resumes them, and success removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from slimbert.config import to_plain
+from slimbert.context import RunSettings, StepContext, TaskDataset
+from slimbert.data.tasks import get_task
+from slimbert.environment import environment
+from slimbert.errors import SlimbertError
+from slimbert.export.onnx import OnnxExport, export_onnx, onnx_session, predict_onnx
+from slimbert.io import ONNX_NAME, WEIGHTS_NAME, load_compressed, save_compressed
+from slimbert.measure.flops import flops_per_example
+from slimbert.measure.latency import DEFAULT_GRID, LatencyTarget, measure_latency
+from slimbert.measure.size import MB, count_parameters, file_size, weight_bytes
+from slimbert.models.bundle import ModelBundle
+from slimbert.models.loading import load_model
+from slimbert.recipe import Recipe, load_recipe
+from slimbert.registry import get_method
+from slimbert.report import compute_ratios, render_markdown
+from slimbert.training.evaluate import metrics_from_logits
+
+FLOPS_SEQ_LEN = 128
+
+
+@dataclass
+class CompressionResult:
+    out_dir: Path
+    report: dict[str, Any]
+    bundle: ModelBundle
+
+
+def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings: RunSettings, work_dir: Path,
+               log: Callable[[str], None] = print) -> tuple[ModelBundle, list[dict], StepContext]:
+    """Apply each step of ``recipe`` in order; return the model, a record of the steps and the context."""
+    teacher = bundle.clone()
+    steps = []
+    ctx = StepContext(data=data, settings=settings, work_dir=work_dir, teacher=teacher)
+    for i, step in enumerate(recipe.steps):
+        method = get_method(step.method)
+        ctx.step_index = i
+        ctx.work_dir = work_dir / f"step{i}-{step.method}"
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        log(f"step {i + 1}/{len(recipe.steps)}: {step.method}")
+        started = time.perf_counter()
+        bundle = method.apply(bundle, step.config, ctx)
+        record = {"method": step.method, "family": method.family, "config": to_plain(step.config),
+                  "seconds": round(time.perf_counter() - started, 2)}
+        bundle.history.append({"method": step.method, "config": record["config"]})
+        steps.append(record)
+    ctx.work_dir = work_dir
+    return bundle, steps, ctx
+
+
+def describe(bundle: ModelBundle, artifact_dir: Path | None, onnx: OnnxExport | None, data: TaskDataset,
+             eval_onnx: bool = True) -> dict[str, Any]:
+    """Metrics, sizes, parameters and FLOPs of a model (latency is added separately)."""
+    tokenizer = bundle.tokenizer
+    info: dict[str, Any] = {"metrics": data.evaluate(bundle.model, tokenizer)}
+    wb = weight_bytes(bundle.model)
+    info["size_mb"] = file_size(artifact_dir / WEIGHTS_NAME) / MB if artifact_dir else wb["total"] / MB
+    info["size_mb_no_embeddings"] = wb["no_embeddings"] / MB
+    info["weights_mb"] = wb["total"] / MB
+    if onnx is not None:
+        info["size_mb_onnx"] = file_size(onnx.path) / MB
+        info["onnx"] = {"fused_ops": onnx.fused_ops, "transforms": onnx.transforms,
+                        "max_abs_logit_diff_vs_float": onnx.max_abs_diff, "notes": onnx.notes}
+        if eval_onnx:
+            session = onnx_session(onnx.path)
+            eval_sets = data.eval_sets(tokenizer)
+            logits = {s: predict_onnx(session, ds, pad_token_id=tokenizer.pad_token_id or 0) for s, ds in eval_sets.items()}
+            info["metrics_onnx"] = metrics_from_logits(data.task, logits, eval_sets)
+    info["params"] = count_parameters(bundle.model)
+    info["flops"] = flops_per_example(bundle.model, FLOPS_SEQ_LEN)
+    return info
+
+
+def _prepare_output(out: Path, overwrite: bool) -> tuple[Path, Path]:
+    if out.exists() and not overwrite:
+        raise SlimbertError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging, out.parent / f".{out.name}.work"
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished staging directory to ``out`` (replacing an old one only now)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os.PathLike | Recipe,
+             out: str | os.PathLike, *, settings: RunSettings = RunSettings(), text_cols=None, label_col=None,
+             regression: bool = False, latency: bool = True, latency_grid=DEFAULT_GRID, threads: int = 2,
+             latency_budget_s: float = 20.0, export: bool = True, overwrite: bool = False,
+             log: Callable[[str], None] = print) -> CompressionResult:
+    """Compress ``model`` on ``task`` with ``recipe``; write artifact + ONNX + report to ``out``."""
+    recipe = load_recipe(recipe)  # a malformed recipe fails before anything else runs
+    out = Path(out)
+    task_spec = get_task(task, text_cols=text_cols, label_col=label_col, regression=regression)
+    data = TaskDataset(task_spec, settings)
+    task_spec = data.task
+    baseline = model if isinstance(model, ModelBundle) else load_model(model, task_spec)
+    data.eval_sets(baseline.tokenizer)  # missing data fails now, not after an hour of work
+    staging, work_dir = _prepare_output(out, overwrite)
+    completed = False
+    try:
+        log(f"measuring the baseline ({baseline.source})")
+        base_dir = work_dir / "baseline"
+        save_compressed(baseline, base_dir)
+        base_onnx = export_onnx(baseline, base_dir / ONNX_NAME) if export else None
+        base_info = describe(baseline, base_dir, base_onnx, data)
+
+        compressed, steps, ctx = run_recipe(baseline.clone(), recipe, data, settings, work_dir, log)
+        save_compressed(compressed, staging, extra={"task": task_spec.name, "recipe": recipe.to_dict()})
+        comp_onnx = None
+        notes = list(ctx.notes)
+        if export:
+            try:
+                comp_onnx = export_onnx(compressed, staging / ONNX_NAME)
+                notes += comp_onnx.notes
+            except Exception as exc:  # an exotic module may not export; the PyTorch artifact still stands
+                notes.append(f"ONNX export failed ({type(exc).__name__}: {exc}); no ONNX Runtime artifact")
+        # Measure the artifact as saved: reloading proves it runs.
+        reloaded = load_compressed(staging)
+        comp_info = describe(reloaded, staging, comp_onnx, data)
+
+        if latency:
+            log("timing latency (interleaved runs)")
+            names = baseline.arch.inputs
+            vocab = baseline.model.config.vocab_size
+            timings = measure_latency(
+                [LatencyTarget("baseline", baseline.model, str(base_onnx.path) if base_onnx else None, names, vocab),
+                 LatencyTarget("compressed", reloaded.model, str(comp_onnx.path) if comp_onnx else None, names, vocab)],
+                grid=latency_grid, threads=threads, budget_s=latency_budget_s, progress=log)
+            base_info["latency_ms"], comp_info["latency_ms"] = timings["baseline"], timings["compressed"]
+
+        report = {
+            "model": str(baseline.source),
+            "task": task_spec.name,
+            "recipe": recipe.to_dict(),
+            "eval_examples": {s: len(d) for s, d in data.eval_sets(baseline.tokenizer).items()},
+            "flops_seq_len": FLOPS_SEQ_LEN,
+            "baseline": base_info,
+            "compressed": comp_info,
+            "ratios": compute_ratios(base_info, comp_info),
+            "claims": [c.__dict__ for c in ctx.claims],
+            "notes": notes,
+            "steps": steps,
+            "environment": environment(threads),
+        }
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        (staging / "report.md").write_text(render_markdown(report))
+        _publish(staging, out)
+        completed = True
+    finally:
+        if not completed:
+            shutil.rmtree(staging, ignore_errors=True)
+            if work_dir.exists():
+                log(f"compression did not finish; resumable work kept in {work_dir} (delete it to start over)")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return CompressionResult(out_dir=out, report=report, bundle=reloaded)

@@ -1,0 +1,234 @@
+"""The ``slimbert`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from slimbert.errors import SlimbertError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Make BERT-family models small and fast, and measure what each method buys.")
+console = Console()
+err = Console(stderr=True)
+
+# -- options shared by finetune, eval and compress
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Local HF directory, hub id, slimbert artifact, or 'minilm-l6'.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="GLUE task (sst2, mrpc, ...) or csv:DIR for your own data.")]
+DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help="GLUE directory (SST-2/train.tsv, ...); default $SLIMBERT_DATA.")]
+TrainSamplesOpt = Annotated[Optional[int], typer.Option("--max-train-samples", help="Train on a random subset of N examples.")]
+EvalSamplesOpt = Annotated[Optional[int], typer.Option("--max-eval-samples", help="Evaluate on the first N examples.")]
+EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Training epochs (may be fractional).")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps; overrides --epochs.")]
+SeedOpt = Annotated[int, typer.Option("--seed")]
+SeqLenOpt = Annotated[int, typer.Option("--max-seq-len", help="Truncate inputs to this many tokens.")]
+TextColOpt = Annotated[Optional[list[str]], typer.Option("--text-col", help="csv: tasks: text column (repeat for pairs).")]
+LabelColOpt = Annotated[Optional[str], typer.Option("--label-col", help="csv: tasks: label column.")]
+RegressionOpt = Annotated[bool, typer.Option("--regression", help="csv: tasks: numeric labels (Pearson/Spearman).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
+              batch_size=None, learning_rate=None):
+    from slimbert.context import RunSettings
+
+    for name, value in (("--max-train-samples", max_train_samples), ("--max-eval-samples", max_eval_samples),
+                        ("--max-steps", max_steps), ("--max-seq-len", max_seq_len), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise SlimbertError(f"{name} must be >= 1, got {value}")
+    return RunSettings(data_dir=data_dir, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+                       epochs=epochs, max_steps=max_steps, seed=seed, max_seq_len=max_seq_len,
+                       batch_size=batch_size, learning_rate=learning_rate)
+
+
+def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v * 100:.2f}")
+    return table
+
+
+@app.command()
+def finetune(
+    model: ModelOpt, task: TaskOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (reused when already finished).")],
+    data_dir: DataDirOpt = None, max_train_samples: TrainSamplesOpt = None, max_eval_samples: EvalSamplesOpt = None,
+    epochs: EpochsOpt = None, max_steps: MaxStepsOpt = None, seed: SeedOpt = 42, max_seq_len: SeqLenOpt = 128,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 5e-5).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
+    text_col: TextColOpt = None, label_col: LabelColOpt = None, regression: RegressionOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Train again even if OUT is finished.")] = False,
+):
+    """Fine-tune a model on a task (resumes after an interruption; reuses a finished OUT)."""
+    from dataclasses import replace
+
+    from slimbert.finetune import finetune as run
+    from slimbert.training.config import TrainConfig
+
+    settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
+                         batch_size, lr)
+    cfg = replace(TrainConfig(), eval_every=eval_every, grad_accum_steps=grad_accum)
+    summary = run(model, task, out, settings, train_config=cfg, text_cols=text_col, label_col=label_col,
+                  regression=regression, overwrite=overwrite, log=err.print)
+    console.print(_metrics_table(f"{summary['task']} dev ({summary['steps']} steps, "
+                                 f"{summary['train_seconds']:.0f} s training)", summary["metrics"]))
+    console.print(f"model written to {out}")
+
+
+@app.command("eval")
+def evaluate_cmd(
+    model: ModelOpt, task: TaskOpt, data_dir: DataDirOpt = None, max_eval_samples: EvalSamplesOpt = None,
+    max_seq_len: SeqLenOpt = 128, text_col: TextColOpt = None, label_col: LabelColOpt = None,
+    regression: RegressionOpt = False, json_out: JsonOpt = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Evaluate the artifact's model.onnx on ONNX Runtime.")] = False,
+):
+    """Print a model's task metrics on the dev split(s)."""
+    from slimbert.context import TaskDataset
+    from slimbert.data.tasks import get_task
+    from slimbert.models.loading import load_model, resolve_model_source
+
+    settings = _settings(data_dir, None, max_eval_samples, None, None, 42, max_seq_len)
+    data = TaskDataset(get_task(task, text_cols=text_col, label_col=label_col, regression=regression), settings)
+    bundle = load_model(model, data.task)
+    if onnx:
+        from slimbert.export.onnx import onnx_session, predict_onnx
+        from slimbert.io import ONNX_NAME
+        from slimbert.training.evaluate import metrics_from_logits
+
+        path = Path(resolve_model_source(model)) / ONNX_NAME
+        if not path.is_file():
+            raise SlimbertError(f"{path} not found: --onnx needs an artifact written by `slimbert compress`")
+        session = onnx_session(path)
+        eval_sets = data.eval_sets(bundle.tokenizer)
+        logits = {s: predict_onnx(session, d, pad_token_id=bundle.tokenizer.pad_token_id or 0) for s, d in eval_sets.items()}
+        metrics = metrics_from_logits(data.task, logits, eval_sets)
+    else:
+        metrics = data.evaluate(bundle.model, bundle.tokenizer)
+    examples = {s: len(d) for s, d in data.eval_sets(bundle.tokenizer).items()}
+    if json_out:
+        console.print_json(json.dumps({"task": data.task.name, "model": model, "runtime": "onnxruntime" if onnx else "pytorch",
+                                       "examples": examples, "metrics": metrics}))
+    else:
+        console.print(_metrics_table(f"{data.task.name}: {model} ({', '.join(f'{k} {v}' for k, v in examples.items())} examples)",
+                                     metrics))
+
+
+@app.command()
+def compress(
+    model: ModelOpt, task: TaskOpt,
+    recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML (see recipes/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory, written atomically.")],
+    data_dir: DataDirOpt = None, max_train_samples: TrainSamplesOpt = None, max_eval_samples: EvalSamplesOpt = None,
+    epochs: EpochsOpt = None, max_steps: MaxStepsOpt = None, seed: SeedOpt = 42, max_seq_len: SeqLenOpt = 128,
+    text_col: TextColOpt = None, label_col: LabelColOpt = None, regression: RegressionOpt = False,
+    threads: Annotated[int, typer.Option("--threads", help="Threads for latency measurement.")] = 2,
+    no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip latency measurement.")] = False,
+    latency_budget: Annotated[float, typer.Option("--latency-budget", help="Seconds of timing per runtime and shape.")] = 20.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    json_out: JsonOpt = False,
+):
+    """Run a recipe; write the compressed model, its ONNX export and the report card to OUT."""
+    from slimbert.api import compress as run
+
+    settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len)
+    result = run(model, task, recipe, out, settings=settings, text_cols=text_col, label_col=label_col,
+                 regression=regression, latency=not no_latency, threads=threads, latency_budget_s=latency_budget,
+                 overwrite=overwrite, log=err.print)
+    if json_out:
+        console.print_json(json.dumps(result.report))
+    else:
+        from rich.markdown import Markdown
+
+        console.print(Markdown((out / "report.md").read_text()))
+        console.print(f"compressed model, ONNX export and report written to {out}")
+
+
+@app.command()
+def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML to check.")]):
+    """Check a recipe without running it."""
+    from slimbert.recipe import Recipe
+
+    r = Recipe.from_file(recipe)
+    console.print(f"[green]ok[/]: {recipe} is a valid recipe with {len(r.steps)} step(s): "
+                  + ", ".join(s.method for s in r.steps))
+
+
+@app.command()
+def methods():
+    """List the registered compression methods and their config fields."""
+    from slimbert.registry import available_methods
+
+    table = Table(title="slimbert methods")
+    for col in ("method", "family", "fields", "summary"):
+        table.add_column(col)
+    for name, m in available_methods().items():
+        table.add_row(name, m.family, ", ".join(m.config_cls.field_names()), m.summary)
+    console.print(table)
+
+
+@app.command()
+def profile(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model to profile (spec as elsewhere).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A config.json to profile with random weights.")] = None,
+    seq_len: Annotated[int, typer.Option("--seq-len")] = 128,
+    batch: Annotated[int, typer.Option("--batch")] = 1,
+    runs: Annotated[int, typer.Option("--runs")] = 10,
+    threads: Annotated[int, typer.Option("--threads")] = 2,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory for profile.md, profile.json, profile.png.")] = None,
+    json_out: JsonOpt = False,
+):
+    """Break parameters, memory, FLOPs and time down by component (survey section 2)."""
+    from slimbert.measure.profile import plot_profile, profile_model, render_profile_markdown
+
+    bundle_model, input_names = _profile_target(model, config)
+    result = profile_model(bundle_model, seq_len=seq_len, batch=batch, runs=runs, threads=threads, input_names=input_names)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "profile.json").write_text(json.dumps(result, indent=2))
+        (out / "profile.md").write_text(render_profile_markdown(result))
+        plot_profile(result, out / "profile.png")
+        err.print(f"wrote {out}/profile.md, profile.json and profile.png")
+    if json_out:
+        console.print_json(json.dumps(result))
+    else:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(render_profile_markdown(result)))
+
+
+def _profile_target(model: str | None, config: Path | None):
+    if (model is None) == (config is None):
+        raise SlimbertError("pass exactly one of --model (a model to load) or --config (a config.json, random weights)")
+    if config is not None:
+        from slimbert.models.loading import model_from_config_file
+
+        return model_from_config_file(config)
+    from slimbert.models.loading import load_model
+
+    bundle = load_model(model)
+    return bundle.model, bundle.arch.inputs
+
+
+def main() -> None:
+    try:
+        app()
+    except SlimbertError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""ONNX export for the fast runtime (ONNX Runtime).
+
+Steps, each checked against PyTorch on a padded sample batch:
+
+1. Export the *float equivalent* of the model (compressed modules dequantized, see
+   :func:`~slimbert.models.module_kinds.float_equivalent`) with the TorchScript exporter from
+   eager attention: ONNX Runtime's transformer optimizer only fuses attention, embedding and
+   LayerNorm on that graph (measured 5-28% slower without fusion, shared/docs/RUNTIMES.md).
+2. Fuse with ``onnxruntime.transformers.optimizer`` (skipped, with a note, if outputs drift).
+3. Apply the bundle's registered ONNX transforms in order (e.g. ``ort-dynamic-int8``), which is
+   how a method states what its model should become on ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import contextmanager
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimbert.models.bundle import ModelBundle
+from slimbert.models.module_kinds import float_equivalent
+from slimbert.models.structure import config_value, layer_views
+
+OnnxTransform = Callable[[Path, Path, dict[str, Any]], None]
+_TRANSFORMS: dict[str, OnnxTransform] = {}
+
+
+@contextmanager
+def quiet_root_logging(level: int = logging.ERROR):
+    """Raise the root logger's level for a block (ORT's quantizer warns on the root logger)."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+def register_onnx_transform(name: str) -> Callable[[OnnxTransform], OnnxTransform]:
+    """Register ``fn(src_path, dst_path, params)``, referenced from bundles as ``{"name": name, **params}``."""
+
+    def decorator(fn: OnnxTransform) -> OnnxTransform:
+        _TRANSFORMS[name] = fn
+        return fn
+
+    return decorator
+
+
+@dataclass
+class OnnxExport:
+    path: Path
+    fused_ops: dict[str, int] = field(default_factory=dict)
+    transforms: list[str] = field(default_factory=list)
+    max_abs_diff: float = 0.0  # final ONNX logits vs the float PyTorch model on the check batch
+    notes: list[str] = field(default_factory=list)
+
+
+class _LogitsOnly(nn.Module):
+    """Forward with explicit tensor arguments returning only logits (B, C), for a clean graph."""
+
+    def __init__(self, model: nn.Module, input_names: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.input_names, tensors))).logits
+
+
+def sample_batch(bundle: ModelBundle, batch: int = 2, seq: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids (B, T) with the last row padded, to check exported graphs against PyTorch."""
+    gen = torch.Generator().manual_seed(seed)
+    vocab = bundle.model.config.vocab_size
+    ids = torch.randint(5, vocab, (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[-1, seq // 2:] = 0
+    out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros(batch, seq, dtype=torch.long)}
+    return {k: out[k] for k in bundle.arch.inputs}
+
+
+def float_export_model(bundle: ModelBundle) -> nn.Module:
+    """A float, eager-attention copy of the bundle's model for export."""
+    model = float_equivalent(copy.deepcopy(bundle.model)).float().eval()
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    return model
+
+
+def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime CPU session. ``spinning=False`` stops idle worker threads from busy-waiting,
+    which would steal cores from whatever runs next (used when timing several sessions in turn)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    names = {i.name for i in session.get_inputs()}
+    feeds = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k in names}
+    return session.run(None, feeds)[0]
+
+
+def _max_diff(path: Path, batch: dict[str, torch.Tensor], reference: np.ndarray) -> float:
+    return float(np.abs(onnx_logits(onnx_session(path), batch) - reference).max())
+
+
+def export_onnx(bundle: ModelBundle, path: str | Path, *, optimize: bool = True, opset: int = 17,
+                fusion_tolerance: float = 1e-3) -> OnnxExport:
+    """Export ``bundle`` to ``path`` (float graph -> fused -> the bundle's transforms)."""
+    path = Path(path)
+    names = bundle.arch.inputs
+    model = float_export_model(bundle)
+    batch = sample_batch(bundle)
+    with torch.no_grad():
+        reference = model(**batch).logits.numpy()
+    result = OnnxExport(path=path)
+    with tempfile.TemporaryDirectory(prefix="slimbert-onnx-") as tmp:
+        raw = Path(tmp) / "float.onnx"
+        dynamic = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python control flow we do not use
+            torch.onnx.export(_LogitsOnly(model, names), tuple(batch[n] for n in names), str(raw), dynamo=False,
+                              input_names=list(names), output_names=["logits"], dynamic_axes=dynamic,
+                              opset_version=opset)
+        current = raw
+        if optimize:
+            fused = Path(tmp) / "fused.onnx"
+            stats = _fuse(raw, fused, bundle)
+            diff = _max_diff(fused, batch, reference)
+            if diff <= fusion_tolerance:
+                current, result.fused_ops = fused, stats
+            else:
+                result.notes.append(f"ONNX Runtime fusion changed logits by {diff:.2e}; kept the unfused graph")
+        for i, transform in enumerate(bundle.onnx_transforms):
+            params = {k: v for k, v in transform.items() if k != "name"}
+            nxt = Path(tmp) / f"transform{i}.onnx"
+            _TRANSFORMS[transform["name"]](current, nxt, params)
+            current = nxt
+            result.transforms.append(transform["name"])
+        result.max_abs_diff = _max_diff(current, batch, reference)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(current, path)
+    return result
+
+
+def _fuse(src: Path, dst: Path, bundle: ModelBundle) -> dict[str, int]:
+    """ONNX Runtime's BERT fusions (attention, embedding+LayerNorm, skip-LayerNorm, bias-GELU)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    heads = config_value(bundle.model, "heads")
+    hidden = config_value(bundle.model, "hidden")
+    # num_heads=0 lets the optimizer read head counts from the graph, right after head pruning.
+    pruned_heads = any(v.num_heads != heads for v in layer_views(bundle.model))
+    optimized = optimize_model(str(src), model_type="bert", num_heads=0 if pruned_heads else heads,
+                               hidden_size=hidden, opt_level=1)
+    optimized.save_model_to_file(str(dst))
+    return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+
+def predict_onnx(session, dataset, batch_size: int = 128, pad_token_id: int = 0) -> np.ndarray:
+    """Logits (N, C) of an ONNX Runtime session over an encoded dataset, in dataset order."""
+    from slimbert.training.evaluate import predict_batches
+
+    return predict_batches(dataset, batch_size, pad_token_id, lambda batch: onnx_logits(session, batch))

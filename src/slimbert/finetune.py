@@ -1,0 +1,93 @@
+"""``slimbert finetune``: fine-tune a model on a task and write a reusable teacher directory.
+
+The output directory is a plain Hugging Face model directory (config, safetensors weights,
+tokenizer) plus ``training_summary.json``, written last: its presence means "finished", and a
+rerun of the same command then reuses the model instead of training again. While training,
+resumable checkpoints live in ``OUT/.run``; after an interruption (Ctrl-C, kill -9) the same
+command continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from slimbert.context import RunSettings, TaskDataset
+from slimbert.data.tasks import get_task
+from slimbert.environment import environment
+from slimbert.errors import SlimbertError
+from slimbert.models.loading import load_model
+from slimbert.training.config import TrainConfig
+from slimbert.training.loop import train
+from slimbert.training.losses import TaskLoss
+
+SUMMARY_NAME = "training_summary.json"
+RUN_DIR = ".run"
+
+
+def finished_summary(out: Path) -> dict | None:
+    path = out / SUMMARY_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def finetune(model: str, task: str, out: str | os.PathLike, settings: RunSettings = RunSettings(), *,
+             train_config: TrainConfig | None = None, text_cols=None, label_col=None, regression: bool = False,
+             overwrite: bool = False, log=print) -> dict:
+    """Fine-tune ``model`` on ``task`` into ``out``; return the training summary."""
+    out = Path(out)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    summary = finished_summary(out)
+    if summary is not None:
+        log(f"{out} already holds a fine-tuned model ({SUMMARY_NAME}); reusing it. Pass --overwrite to train again.")
+        return summary
+    if out.exists() and any(p.name != RUN_DIR for p in out.iterdir()) and not (out / RUN_DIR).is_dir():
+        raise SlimbertError(f"{out} exists and is not a slimbert fine-tuning directory; choose another --out or pass --overwrite")
+
+    task_spec = get_task(task, text_cols=text_cols, label_col=label_col, regression=regression)
+    data = TaskDataset(task_spec, settings)
+    task_spec = data.task  # custom tasks read their label set here
+    bundle = load_model(model, task_spec)
+    cfg = settings.train_config(train_config)
+    train_set = data.train_set(bundle.tokenizer)
+    eval_sets = data.eval_sets(bundle.tokenizer)  # load now: a missing dev split fails before training
+    log(f"fine-tuning {model} on {task_spec.name}: {len(train_set)} training examples, "
+        f"{', '.join(f'{k} {len(v)}' for k, v in eval_sets.items())} evaluation examples")
+    started = time.perf_counter()
+    result = train(
+        bundle.model, train_set, cfg, out / RUN_DIR,
+        loss_terms=[TaskLoss(task_spec.is_regression)],
+        evaluator=lambda m: data.evaluate(m, bundle.tokenizer, cfg.eval_batch_size),
+        main_metric=task_spec.main_metric,
+        pad_token_id=bundle.tokenizer.pad_token_id or 0,
+        regression=task_spec.is_regression,
+        description=f"fine-tune {task_spec.name}",
+    )
+    metrics = data.evaluate(bundle.model, bundle.tokenizer, cfg.eval_batch_size)
+    # Write the model, then the summary last: the summary marks the directory as finished.
+    bundle.model.save_pretrained(out)
+    bundle.tokenizer.save_pretrained(out)
+    summary = {
+        "model": str(model),
+        "task": task_spec.name,
+        "metrics": metrics,
+        "main_metric": task_spec.main_metric,
+        "steps": result.steps,
+        "best_step": result.state.best_step,
+        "train_examples": len(train_set),
+        "train_seconds": round(result.state.train_seconds, 1),
+        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "resumed_from_step": result.resumed_from_step,
+        "train_config": cfg.__dict__,
+        "settings": settings.__dict__,
+        "eval_history": result.state.eval_history,
+        "environment": environment(),
+    }
+    tmp = out / (SUMMARY_NAME + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / SUMMARY_NAME)
+    shutil.rmtree(out / RUN_DIR, ignore_errors=True)
+    return summary

@@ -1,0 +1,140 @@
+"""Int8 modules that really store int8 and really compute in int8 on the CPU.
+
+``Int8DynamicLinear`` keeps int8 weights with per-channel fp32 scales and quantizes activations
+per token at run time; the matrix product runs in int8 with int32 accumulation
+(``torch._int_mm``, a core PyTorch op, not the deprecated ``torch.ao.quantization`` API).
+``Int8Embedding`` keeps int8 rows with one scale per row and dequantizes only the looked-up rows.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimbert.methods.quantization.int8 import quantize_rows, quantize_symmetric, symmetric_scale
+from slimbert.models.module_kinds import register_module_kind
+
+
+@register_module_kind
+class Int8DynamicLinear(nn.Module):
+    """``y = (q(x) @ W_q^T) * s_x * s_w + b``.
+
+    Buffers: ``weight_int8`` (out, in) int8, ``weight_scale`` (out,) fp32, ``bias`` (out,) fp32.
+    Input x: (..., in) float; output (..., out) in x's dtype.
+    """
+
+    kind: ClassVar[str] = "int8_dynamic_linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, per_channel: bool = True) -> "Int8DynamicLinear":
+        q = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        codes, scales = quantize_rows(linear.weight, per_channel)
+        q.weight_int8.copy_(codes)
+        q.weight_scale.copy_(scales)
+        if linear.bias is not None:
+            q.bias.copy_(linear.bias.detach().float())
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features).float()  # (M, in)
+        x_scale = symmetric_scale(x2, dim=1)  # (M, 1): one scale per token
+        x_q = quantize_symmetric(x2, x_scale)  # (M, in) int8
+        acc = torch._int_mm(x_q, self.weight_int8.t())  # (M, out) int32
+        y = acc.float() * (x_scale * self.weight_scale)  # (M, out)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight_int8.float() * self.weight_scale[:, None]
+
+    # -- savable module kind
+    def spec(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Int8DynamicLinear":
+        return cls(spec["in_features"], spec["out_features"], spec["bias"])
+
+    def to_float(self) -> nn.Linear:
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            linear.weight.copy_(self.dequantized_weight())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
+
+    def logical_params(self) -> int:
+        return self.weight_int8.numel() + (self.bias.numel() if self.bias is not None else 0)
+
+    def logical_nonzero(self) -> int:
+        return int((self.weight_int8 != 0).sum()) + (int((self.bias != 0).sum()) if self.bias is not None else 0)
+
+    def flops_per_token(self) -> int:
+        return 2 * self.in_features * self.out_features
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights + dynamic int8 activations"
+
+
+@register_module_kind
+class Int8Embedding(nn.Module):
+    """Embedding table stored as int8 rows (V, d) with one fp32 scale per row (V,)."""
+
+    kind: ClassVar[str] = "int8_embedding"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        self.register_buffer("weight_int8", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(num_embeddings))
+
+    @classmethod
+    def from_float(cls, embedding: nn.Embedding) -> "Int8Embedding":
+        q = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx)
+        codes, scales = quantize_rows(embedding.weight, per_channel=True)
+        q.weight_int8.copy_(codes)
+        q.weight_scale.copy_(scales)
+        return q
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = F.embedding(ids, self.weight_int8)  # (..., d) int8
+        return rows.float() * self.weight_scale[ids].unsqueeze(-1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dequantized table (V, d); for code that reads ``embeddings.weight`` (e.g. resizing)."""
+        return self.weight_int8.float() * self.weight_scale[:, None]
+
+    def spec(self) -> dict:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim, "padding_idx": self.padding_idx}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Int8Embedding":
+        return cls(spec["num_embeddings"], spec["embedding_dim"], spec["padding_idx"])
+
+    def to_float(self) -> nn.Embedding:
+        emb = nn.Embedding(self.num_embeddings, self.embedding_dim, padding_idx=self.padding_idx)
+        with torch.no_grad():
+            emb.weight.copy_(self.weight)
+        return emb
+
+    def logical_params(self) -> int:
+        return self.weight_int8.numel()
+
+    def logical_nonzero(self) -> int:
+        return int((self.weight_int8 != 0).sum())

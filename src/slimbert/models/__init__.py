@@ -1,0 +1,7 @@
+"""Models: loading, the architecture table, surgery and the typed output view."""
+
+from slimbert.models.bundle import ModelBundle
+from slimbert.models.loading import load_model
+from slimbert.models.structure import ArchSpec, LayerView, arch_of, layer_views
+
+__all__ = ["ArchSpec", "LayerView", "ModelBundle", "arch_of", "layer_views", "load_model"]

@@ -1,0 +1,111 @@
+"""Savable module kinds: how a saved artifact's modules are rebuilt before its weights load.
+
+A compressed model contains modules a fresh ``from_config`` model does not have: smaller
+``nn.Linear`` layers after head/neuron pruning, int8 linears, packed low-bit linears, low-rank
+factors. The manifest of a saved artifact records, for every such module, its *kind* and
+constructor *spec*; :func:`build_module` rebuilds an empty module of the right shape so that
+``load_state_dict(strict=True)`` fills it.
+
+A compressed module class registers itself with :func:`register_module_kind` and implements::
+
+    kind: ClassVar[str]
+    def spec(self) -> dict                       # JSON-able constructor arguments
+    @classmethod
+    def from_spec(cls, spec) -> nn.Module        # empty module of that shape
+    def to_float(self) -> nn.Module              # equivalent float module (for ONNX export)
+
+Optional: ``logical_params()`` / ``logical_nonzero()`` (weights it stands for, e.g. the unpacked
+count of a packed matrix) and ``flops_per_token()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+_KINDS: dict[str, type] = {}
+
+# Plain torch modules are described by functions instead of methods.
+_BUILTIN_SPEC: dict[type, tuple[str, Callable[[nn.Module], dict], Callable[[dict], nn.Module]]] = {
+    nn.Linear: (
+        "linear",
+        lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None},
+        lambda s: nn.Linear(s["in_features"], s["out_features"], bias=s["bias"]),
+    ),
+    nn.Embedding: (
+        "embedding",
+        lambda m: {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim, "padding_idx": m.padding_idx},
+        lambda s: nn.Embedding(s["num_embeddings"], s["embedding_dim"], padding_idx=s["padding_idx"]),
+    ),
+}
+_BUILTIN_BY_KIND = {kind: build for kind, _, build in _BUILTIN_SPEC.values()}
+
+
+def register_module_kind(cls: type) -> type:
+    """Class decorator: make ``cls`` (with ``kind``, ``spec``, ``from_spec``, ``to_float``) savable."""
+    for attr in ("kind", "spec", "from_spec", "to_float"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"{cls.__name__} must define {attr} to be a savable module kind")
+    if cls.kind in _KINDS and _KINDS[cls.kind] is not cls:
+        raise ValueError(f"module kind {cls.kind!r} already registered by {_KINDS[cls.kind].__name__}")
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def describe_module(module: nn.Module) -> dict[str, Any] | None:
+    """``{"kind", "spec"}`` for a savable module, None for anything else."""
+    if type(module) in _BUILTIN_SPEC:
+        kind, spec, _ = _BUILTIN_SPEC[type(module)]
+        return {"kind": kind, "spec": spec(module)}
+    if getattr(type(module), "kind", None) in _KINDS and _KINDS[type(module).kind] is type(module):
+        return {"kind": module.kind, "spec": module.spec()}
+    return None
+
+
+def is_compressed_module(module: nn.Module) -> bool:
+    """True for registered (non-builtin) compressed module kinds."""
+    return getattr(type(module), "kind", None) in _KINDS
+
+
+def build_module(kind: str, spec: dict[str, Any]) -> nn.Module:
+    if kind in _BUILTIN_BY_KIND:
+        return _BUILTIN_BY_KIND[kind](spec)
+    if kind not in _KINDS:
+        _import_method_modules()
+    if kind not in _KINDS:
+        raise KeyError(f"unknown module kind {kind!r}; known: {sorted(_KINDS) + sorted(_BUILTIN_BY_KIND)}")
+    return _KINDS[kind].from_spec(spec)
+
+
+def _import_method_modules() -> None:
+    import importlib
+
+    importlib.import_module("slimbert.methods")
+
+
+def module_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Kind + spec of every savable module of ``model`` (not descending into compressed modules)."""
+    manifest: dict[str, dict[str, Any]] = {}
+    skip_prefixes: list[str] = []
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(p) for p in skip_prefixes):
+            continue
+        described = describe_module(module)
+        if described is not None:
+            manifest[name] = described
+            if is_compressed_module(module):
+                skip_prefixes.append(name + ".")
+    return manifest
+
+
+def float_equivalent(model: nn.Module) -> nn.Module:
+    """Replace every compressed module of ``model`` (in place) by its float equivalent."""
+    from slimbert.models.structure import set_module
+
+    replaced: list[str] = []
+    for name, module in list(model.named_modules()):
+        if name and is_compressed_module(module) and not any(name.startswith(p) for p in replaced):
+            set_module(model, name, module.to_float())
+            replaced.append(name + ".")
+    return model

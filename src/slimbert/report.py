@@ -1,0 +1,120 @@
+"""The report card: baseline vs compressed, with every gain marked realized or simulated.
+
+``report.json`` keys: ``baseline`` and ``compressed`` (each with ``metrics``, ``size_mb``,
+``size_mb_no_embeddings``, ``params``, ``flops``, ``latency_ms`` keyed by runtime then ``bXsY``),
+``ratios``, ``claims``, ``steps`` (what ran, with configs), ``notes`` and ``environment``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def median(latency: dict, runtime: str, key: str) -> float | None:
+    return latency.get(runtime, {}).get(key, {}).get("median_ms")
+
+
+def compute_ratios(baseline: dict, compressed: dict) -> dict[str, Any]:
+    """Compression ratios (baseline / compressed) and speedups (baseline latency / compressed latency).
+
+    ``speedup.vs_pytorch_fp32`` compares each compressed runtime with the *baseline on PyTorch
+    eager*, the reference every user starts from.
+    """
+    ratios: dict[str, Any] = {
+        "size": _ratio(baseline["size_mb"], compressed["size_mb"]),
+        "size_no_embeddings": _ratio(baseline["size_mb_no_embeddings"], compressed["size_mb_no_embeddings"]),
+        "size_onnx": _ratio(baseline.get("size_mb_onnx"), compressed.get("size_mb_onnx")),
+        "params": _ratio(baseline["params"]["total"], compressed["params"]["total"]),
+        "flops": _ratio(baseline["flops"], compressed["flops"]),
+        "speedup": {},
+    }
+    b_lat, c_lat = baseline.get("latency_ms", {}), compressed.get("latency_ms", {})
+    for runtime in c_lat:
+        for key in c_lat[runtime]:
+            ratios["speedup"].setdefault(runtime, {})[key] = _ratio(median(b_lat, runtime, key), median(c_lat, runtime, key))
+            ratios["speedup"].setdefault(f"{runtime}_vs_pytorch_fp32", {})[key] = _ratio(
+                median(b_lat, "pytorch", key), median(c_lat, runtime, key))
+    return ratios
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _metric_rows(report: dict) -> list[str]:
+    rows = []
+    b, c = report["baseline"], report["compressed"]
+    for name, value in b["metrics"].items():
+        cv = c["metrics"].get(name)
+        onnx = c.get("metrics_onnx", {}).get(name)
+        delta = None if cv is None else (cv - value) * 100
+        rows.append(f"| {name} | {value * 100:.2f} | {_fmt(cv * 100 if cv is not None else None)} | "
+                    f"{_fmt(onnx * 100 if onnx is not None else None)} | {_fmt(delta)} |")
+    return rows
+
+
+def render_markdown(report: dict) -> str:
+    """A human-readable report card."""
+    b, c, r = report["baseline"], report["compressed"], report["ratios"]
+    steps = ", ".join(s["method"] for s in report["steps"])
+    lines = [
+        f"# slimbert report: {report['recipe']['name']} on {report['task']}",
+        "",
+        f"Model `{report['model']}`; steps: {steps}. Evaluated on {report['eval_examples']} examples.",
+        "",
+        "## Task metrics (x100)",
+        "",
+        "| metric | baseline | compressed (PyTorch) | compressed (ONNX Runtime) | delta (points) |",
+        "|---|---|---|---|---|",
+        *_metric_rows(report),
+        "",
+        "## Size and compute",
+        "",
+        "| | baseline | compressed | ratio |",
+        "|---|---|---|---|",
+        f"| size on disk, PyTorch artifact (MB) | {_fmt(b['size_mb'])} | {_fmt(c['size_mb'])} | {_fmt(r['size'])}x |",
+        f"| size on disk, ONNX (MB) | {_fmt(b.get('size_mb_onnx'))} | {_fmt(c.get('size_mb_onnx'))} | {_fmt(r['size_onnx'])}x |",
+        f"| weights without embeddings (MB) | {_fmt(b['size_mb_no_embeddings'])} | {_fmt(c['size_mb_no_embeddings'])} | "
+        f"{_fmt(r['size_no_embeddings'])}x |",
+        f"| parameters | {_fmt(b['params']['total'])} | {_fmt(c['params']['total'])} | {_fmt(r['params'])}x |",
+        f"| non-zero parameters | {_fmt(b['params']['nonzero'])} | {_fmt(c['params']['nonzero'])} | |",
+        f"| GFLOPs per example (seq {report['flops_seq_len']}) | {_fmt(b['flops'] / 1e9, 3)} | {_fmt(c['flops'] / 1e9, 3)} | "
+        f"{_fmt(r['flops'])}x |",
+        "",
+    ]
+    if c.get("latency_ms"):
+        lines += [
+            f"## Latency (ms, median of interleaved runs, {report['environment']['threads']} threads)",
+            "",
+            "| runtime | shape | baseline | compressed | speedup | vs baseline PyTorch fp32 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for runtime, by_shape in c["latency_ms"].items():
+            for key, stats in by_shape.items():
+                lines.append(
+                    f"| {runtime} | {key} | {_fmt(median(b['latency_ms'], runtime, key))} | {_fmt(stats['median_ms'])} | "
+                    f"{_fmt(r['speedup'][runtime][key])}x | {_fmt(r['speedup'][runtime + '_vs_pytorch_fp32'][key])}x |"
+                )
+        lines.append("")
+    lines += ["## Which gains are real here", "", "| gain | runtime | status | why |", "|---|---|---|---|"]
+    for claim in report["claims"]:
+        status = "realized" if claim["realized"] else "simulated only"
+        lines.append(f"| {claim['gain']} | {claim['runtime']} | {status} | {claim['detail']} |")
+    if report["notes"]:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in report["notes"]]]
+    env = report["environment"]
+    lines += ["", f"Measured {env['date']} on {env['cpu']} ({env['cpu_count']} cores), "
+              f"torch {env['versions']['torch']}, onnxruntime {env['versions']['onnxruntime']}.", ""]
+    return "\n".join(lines)
