@@ -11,6 +11,7 @@ export SLIMBERT_DATA
 # Where `make demo` keeps its fine-tuned teacher and compressed model (reused between runs).
 RUNS ?= runs
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test install clean
 
@@ -27,7 +28,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/python -m slimbert.demo --runs $(RUNS)
+	$(BIN)/python -m slimbert.demo --runs $(RUNS) $(DEMO_ARGS)
 
 # pytest exits 5 when it collected no tests: say so and fail (make turns any non-zero into failure).
 test: install

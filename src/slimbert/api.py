@@ -66,10 +66,13 @@ def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings:
 
 
 def describe(bundle: ModelBundle, artifact_dir: Path | None, onnx: OnnxExport | None, data: TaskDataset,
-             eval_onnx: bool = True) -> dict[str, Any]:
-    """Metrics, sizes, parameters and FLOPs of a model (latency is added separately)."""
+             evaluate: bool = True) -> dict[str, Any]:
+    """Metrics, sizes, parameters and FLOPs of a model (latency is added separately).
+
+    ``evaluate=False`` skips task metrics (for shape-only benchmarks on random weights).
+    """
     tokenizer = bundle.tokenizer
-    info: dict[str, Any] = {"metrics": data.evaluate(bundle.model, tokenizer)}
+    info: dict[str, Any] = {"metrics": data.evaluate(bundle.model, tokenizer) if evaluate else {}}
     wb = weight_bytes(bundle.model)
     info["size_mb"] = file_size(artifact_dir / WEIGHTS_NAME) / MB if artifact_dir else wb["total"] / MB
     info["size_mb_no_embeddings"] = wb["no_embeddings"] / MB
@@ -78,7 +81,7 @@ def describe(bundle: ModelBundle, artifact_dir: Path | None, onnx: OnnxExport | 
         info["size_mb_onnx"] = file_size(onnx.path) / MB
         info["onnx"] = {"fused_ops": onnx.fused_ops, "transforms": onnx.transforms,
                         "max_abs_logit_diff_vs_float": onnx.max_abs_diff, "notes": onnx.notes}
-        if eval_onnx:
+        if evaluate:
             session = onnx_session(onnx.path)
             eval_sets = data.eval_sets(tokenizer)
             logits = {s: predict_onnx(session, ds, pad_token_id=tokenizer.pad_token_id or 0) for s, ds in eval_sets.items()}
@@ -113,16 +116,21 @@ def _publish(staging: Path, out: Path) -> None:
 def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os.PathLike | Recipe,
              out: str | os.PathLike, *, settings: RunSettings = RunSettings(), text_cols=None, label_col=None,
              regression: bool = False, latency: bool = True, latency_grid=DEFAULT_GRID, threads: int = 2,
-             latency_budget_s: float = 20.0, export: bool = True, overwrite: bool = False,
+             latency_budget_s: float = 20.0, export: bool = True, evaluate: bool = True, overwrite: bool = False,
              log: Callable[[str], None] = print) -> CompressionResult:
-    """Compress ``model`` on ``task`` with ``recipe``; write artifact + ONNX + report to ``out``."""
+    """Compress ``model`` on ``task`` with ``recipe``; write artifact + ONNX + report to ``out``.
+
+    ``evaluate=False`` skips accuracy (shape-only runs on random weights: size and latency do
+    not depend on weight values).
+    """
     recipe = load_recipe(recipe)  # a malformed recipe fails before anything else runs
     out = Path(out)
     task_spec = get_task(task, text_cols=text_cols, label_col=label_col, regression=regression)
     data = TaskDataset(task_spec, settings)
     task_spec = data.task
     baseline = model if isinstance(model, ModelBundle) else load_model(model, task_spec)
-    data.eval_sets(baseline.tokenizer)  # missing data fails now, not after an hour of work
+    if evaluate:
+        data.eval_sets(baseline.tokenizer)  # missing data fails now, not after an hour of work
     staging, work_dir = _prepare_output(out, overwrite)
     completed = False
     try:
@@ -130,7 +138,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
         base_dir = work_dir / "baseline"
         save_compressed(baseline, base_dir)
         base_onnx = export_onnx(baseline, base_dir / ONNX_NAME) if export else None
-        base_info = describe(baseline, base_dir, base_onnx, data)
+        base_info = describe(baseline, base_dir, base_onnx, data, evaluate)
 
         compressed, steps, ctx = run_recipe(baseline.clone(), recipe, data, settings, work_dir, log)
         save_compressed(compressed, staging, extra={"task": task_spec.name, "recipe": recipe.to_dict()})
@@ -144,7 +152,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
                 notes.append(f"ONNX export failed ({type(exc).__name__}: {exc}); no ONNX Runtime artifact")
         # Measure the artifact as saved: reloading proves it runs.
         reloaded = load_compressed(staging)
-        comp_info = describe(reloaded, staging, comp_onnx, data)
+        comp_info = describe(reloaded, staging, comp_onnx, data, evaluate)
 
         if latency:
             log("timing latency (interleaved runs)")
@@ -160,7 +168,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
             "model": str(baseline.source),
             "task": task_spec.name,
             "recipe": recipe.to_dict(),
-            "eval_examples": {s: len(d) for s, d in data.eval_sets(baseline.tokenizer).items()},
+            "eval_examples": {s: len(d) for s, d in data.eval_sets(baseline.tokenizer).items()} if evaluate else {},
             "flops_seq_len": FLOPS_SEQ_LEN,
             "baseline": base_info,
             "compressed": comp_info,

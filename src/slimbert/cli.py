@@ -206,6 +206,36 @@ def profile(
         console.print(Markdown(render_profile_markdown(result)))
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Run benchmark experiments and render their tables.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("run")
+def bench_run(experiments: Annotated[list[Path], typer.Argument(help="benchmarks/experiments/*.yaml files.")]):
+    """Run experiments; each writes benchmarks/results/<name>.json."""
+    from slimbert.bench.runner import run_experiment
+
+    for path in experiments:
+        run_experiment(path, log=err.print)
+
+
+@bench_app.command("table")
+def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Result names (default: all).")] = None):
+    """Print Markdown tables of benchmark results."""
+    from slimbert.bench.runner import load_results
+    from slimbert.bench.tables import compress_table, finetune_table
+
+    records = load_results()
+    if names:
+        missing = [n for n in names if n not in records]
+        if missing:
+            raise SlimbertError(f"no results for {missing}; run `slimbert bench run benchmarks/experiments/<name>.yaml`")
+        records = {n: records[n] for n in names}
+    print(finetune_table(records))
+    print()
+    print(compress_table(records))
+
+
 def _profile_target(model: str | None, config: Path | None):
     if (model is None) == (config is None):
         raise SlimbertError("pass exactly one of --model (a model to load) or --config (a config.json, random weights)")

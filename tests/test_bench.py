@@ -1,0 +1,46 @@
+"""Benchmark experiments are valid data; the runner writes one JSON per experiment; tables render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slimbert.bench.experiments import load_experiment
+from slimbert.bench.runner import load_results, run_experiment
+from slimbert.bench.tables import compress_table
+from slimbert.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "benchmarks" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_shipped_experiments_are_valid(path):
+    exp = load_experiment(path)
+    assert exp.name == path.stem
+    if exp.recipe:
+        assert (REPO / exp.recipe).is_file()
+
+
+def test_bad_experiment(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("kind: compress\ntask: sst2\nmodel: m\nconfig: c.json\n")
+    with pytest.raises(ConfigError, match="exactly one of 'model' or 'config'"):
+        load_experiment(path)
+
+
+def test_runner_writes_result_json(tiny_bert_dir, tiny_glue, tmp_path):
+    exp = tmp_path / "tiny-int8.yaml"
+    exp.write_text(
+        f"kind: compress\nmodel: {tiny_bert_dir}\ntask: sst2\nrecipe: {REPO / 'recipes' / 'dynamic-int8.yaml'}\n"
+        f"output: {tmp_path / 'out'}\nsettings: {{data_dir: {tiny_glue}, max_eval_samples: 16}}\n"
+        "latency: {grid: [[1, 16]], budget_s: 0.2}\n"
+    )
+    record = run_experiment(exp, results_dir=tmp_path / "results", log=lambda m: None)
+    saved = json.loads((tmp_path / "results" / "tiny-int8.json").read_text())
+    assert saved["command"].startswith("slimbert bench run") and saved["result"]["compressed"]["size_mb"] > 0
+    assert record["experiment"]["name"] == "tiny-int8"
+    table = compress_table(load_results(tmp_path / "results"))
+    assert "tiny-int8" in table and "b1s16" in table
