@@ -30,7 +30,7 @@ from slimbert.models.bundle import ModelBundle
 from slimbert.models.loading import load_model
 from slimbert.recipe import Recipe, load_recipe
 from slimbert.registry import get_method
-from slimbert.report import compute_ratios, render_markdown
+from slimbert.report import attach_measurements, compute_ratios, render_markdown
 from slimbert.training.evaluate import metrics_from_logits
 
 FLOPS_SEQ_LEN = 128
@@ -164,6 +164,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
                 grid=latency_grid, threads=threads, budget_s=latency_budget_s, progress=log)
             base_info["latency_ms"], comp_info["latency_ms"] = timings["baseline"], timings["compressed"]
 
+        ratios = compute_ratios(base_info, comp_info)
         report = {
             "model": str(baseline.source),
             "task": task_spec.name,
@@ -172,8 +173,8 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
             "flops_seq_len": FLOPS_SEQ_LEN,
             "baseline": base_info,
             "compressed": comp_info,
-            "ratios": compute_ratios(base_info, comp_info),
-            "claims": [c.__dict__ for c in ctx.claims],
+            "ratios": ratios,
+            "claims": attach_measurements([c.__dict__ for c in ctx.claims], base_info, comp_info, ratios),
             "notes": notes,
             "steps": steps,
             "environment": environment(threads),

@@ -91,6 +91,11 @@ def evaluate_cmd(
     max_seq_len: SeqLenOpt = 128, text_col: TextColOpt = None, label_col: LabelColOpt = None,
     regression: RegressionOpt = False, json_out: JsonOpt = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="Evaluate the artifact's model.onnx on ONNX Runtime.")] = False,
+    # Accepted so that one set of flags works for finetune, eval and compress; eval does not train.
+    max_train_samples: Annotated[Optional[int], typer.Option("--max-train-samples", hidden=True)] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", hidden=True)] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", hidden=True)] = None,
+    seed: Annotated[int, typer.Option("--seed", hidden=True)] = 42,
 ):
     """Print a model's task metrics on the dev split(s)."""
     from slimbert.context import TaskDataset
