@@ -64,15 +64,19 @@ class TaskDataset:
     def task(self) -> TaskSpec:
         return self.data.task
 
+    def train_examples(self) -> list:
+        """The training examples, subsampled (seeded, independent of the training seed) per --max-train-samples."""
+        examples = list(self.data.examples("train"))
+        n = self.settings.max_train_samples
+        if n is not None and n < len(examples):
+            random.Random(SUBSET_SEED).shuffle(examples)
+            examples = examples[:n]
+        return examples
+
     def train_set(self, tokenizer) -> EncodedDataset:
         key = (id(tokenizer), "train")
         if key not in self._encoded:
-            examples = list(self.data.examples("train"))
-            n = self.settings.max_train_samples
-            if n is not None and n < len(examples):
-                random.Random(SUBSET_SEED).shuffle(examples)
-                examples = examples[:n]
-            self._encoded[key] = encode(examples, tokenizer, self.settings.max_seq_len)
+            self._encoded[key] = encode(self.train_examples(), tokenizer, self.settings.max_seq_len)
         return self._encoded[key]
 
     def eval_sets(self, tokenizer) -> dict[str, EncodedDataset]:
@@ -121,8 +125,10 @@ class StepContext:
         self.notes.append(message)
 
     def train(self, bundle: "ModelBundle", cfg: TrainConfig, *, loss_terms: "Sequence[LossTerm] | None" = None,
-              callbacks: "Sequence[Callback]" = (), name: str = "train", description: str | None = None) -> "TrainResult":
-        """Run the one training loop on the task's training split, evaluating on its dev split."""
+              callbacks: "Sequence[Callback]" = (), name: str = "train", description: str | None = None,
+              train_set: EncodedDataset | None = None, evaluate: bool = True) -> "TrainResult":
+        """Run the one training loop on the task's training split (or ``train_set``), evaluating on its
+        dev split (``evaluate=False``: no evaluation, the last weights are kept)."""
         from slimbert.training.loop import train
         from slimbert.training.losses import TaskLoss
 
@@ -130,12 +136,12 @@ class StepContext:
         tokenizer = bundle.tokenizer
         return train(
             bundle.model,
-            self.data.train_set(tokenizer),
+            train_set if train_set is not None else self.data.train_set(tokenizer),
             cfg,
             self.work_dir / name,
             loss_terms=list(loss_terms) if loss_terms is not None else [TaskLoss(task.is_regression)],
             callbacks=callbacks,
-            evaluator=lambda m: self.data.evaluate(m, tokenizer, cfg.eval_batch_size),
+            evaluator=(lambda m: self.data.evaluate(m, tokenizer, cfg.eval_batch_size)) if evaluate else None,
             main_metric=task.main_metric,
             pad_token_id=tokenizer.pad_token_id or 0,
             regression=task.is_regression,

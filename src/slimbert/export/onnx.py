@@ -143,7 +143,7 @@ def export_onnx(bundle: ModelBundle, path: str | Path, *, optimize: bool = True,
                               input_names=list(names), output_names=["logits"], dynamic_axes=dynamic,
                               opset_version=opset)
         current = raw
-        if optimize:
+        if optimize and bundle.arch.is_transformer:
             fused = Path(tmp) / "fused.onnx"
             stats = _fuse(raw, fused, bundle)
             diff = _max_diff(fused, batch, reference)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimbert.models.structure import head_modules, layer_views
+from slimbert.models.structure import arch_of, head_modules, layer_views
 
 COMPONENTS = (
     "embeddings",
@@ -37,7 +37,12 @@ def linear_flops_per_token(module: nn.Module) -> int:
 
 
 def flops_breakdown(model: nn.Module, seq_len: int) -> dict[str, int]:
-    """FLOPs per example at ``seq_len``, by component (see :data:`COMPONENTS`)."""
+    """FLOPs per example at ``seq_len``, by component (see :data:`COMPONENTS`).
+
+    Non-transformer students report their own components (e.g. "recurrent").
+    """
+    if not arch_of(model).is_transformer:
+        return model.flops_breakdown(seq_len)
     out = dict.fromkeys(COMPONENTS, 0)
     t = seq_len
     for view in layer_views(model):

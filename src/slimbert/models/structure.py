@@ -20,34 +20,44 @@ from slimbert.errors import ModelLoadError
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Module paths and config attribute names of one architecture."""
+    """Module paths and config attribute names of one architecture.
+
+    Transformer encoders fill every field. Non-transformer students (slimbert's BiLSTM and CNN,
+    after Tang et al. 2019) have ``kind`` "recurrent"/"convolutional" and no layer paths:
+    :func:`layer_views` is empty for them and they report their own FLOPs.
+    """
 
     model_type: str
     base: str  # the backbone attribute of the task model
     embeddings: str
     word_embeddings: str
-    layers: str
-    # per-layer paths (relative to one encoder layer)
-    self_attention: str  # the module computing softmax(QK^T)V
-    query: str
-    key: str
-    value: str
-    attn_out: str
-    attn_norm: str
-    ffn_in: str
-    ffn_act: str
-    ffn_out: str
-    ffn_norm: str
-    # task head (relative to the task model); pooler is None when the head has none
+    # pooler is None when the head has none
     pooler: str | None
     classifier: tuple[str, ...]
-    # config attribute names
-    cfg_layers: str
-    cfg_heads: str
     cfg_hidden: str
-    cfg_intermediate: str
+    kind: str = "transformer"
+    layers: str | None = None
+    # per-layer paths (relative to one encoder layer)
+    self_attention: str | None = None  # the module computing softmax(QK^T)V
+    query: str | None = None
+    key: str | None = None
+    value: str | None = None
+    attn_out: str | None = None
+    attn_norm: str | None = None
+    ffn_in: str | None = None
+    ffn_act: str | None = None
+    ffn_out: str | None = None
+    ffn_norm: str | None = None
+    # config attribute names
+    cfg_layers: str | None = None
+    cfg_heads: str | None = None
+    cfg_intermediate: str | None = None
     # the tensors the model takes (DistilBERT and RoBERTa have no token types)
     inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+
+    @property
+    def is_transformer(self) -> bool:
+        return self.kind == "transformer"
 
     @property
     def linear_roles(self) -> tuple[str, ...]:
@@ -121,7 +131,20 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         cfg_intermediate="hidden_dim",
         inputs=("input_ids", "attention_mask"),
     ),
+    # Non-transformer students (slimbert.models.nontransformer).
+    "slimbert-bilstm": ArchSpec(
+        model_type="slimbert-bilstm", base="", embeddings="embeddings", word_embeddings="embeddings", pooler=None,
+        classifier=("classifier",), cfg_hidden="hidden_size", kind="recurrent", inputs=("input_ids", "attention_mask"),
+    ),
+    "slimbert-cnn": ArchSpec(
+        model_type="slimbert-cnn", base="", embeddings="embeddings", word_embeddings="embeddings", pooler=None,
+        classifier=("classifier",), cfg_hidden="embedding_dim", kind="convolutional", inputs=("input_ids", "attention_mask"),
+    ),
 }
+
+
+# The pretrained encoder families slimbert takes as input (the rest of the table is its own students).
+ENCODER_TYPES = ("bert", "roberta", "distilbert")
 
 
 def arch_of(model_or_config) -> ArchSpec:
@@ -130,7 +153,7 @@ def arch_of(model_or_config) -> ArchSpec:
     model_type = getattr(config, "model_type", None)
     if model_type not in ARCHITECTURES:
         raise ModelLoadError(
-            f"model type {model_type!r} is not supported; slimbert supports {', '.join(ARCHITECTURES)} "
+            f"model type {model_type!r} is not supported; slimbert supports {', '.join(ENCODER_TYPES)} "
             "(BERT-family encoders). Pass a checkpoint of one of these types."
         )
     return ARCHITECTURES[model_type]
@@ -213,12 +236,15 @@ def _out_features(module: nn.Module) -> int:
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    return get_module(model, arch_of(model).layers)
+    arch = arch_of(model)
+    return get_module(model, arch.layers) if arch.layers else nn.ModuleList()
 
 
 def layer_views(model: nn.Module) -> list[LayerView]:
-    """A :class:`LayerView` for every encoder layer of ``model``, in order."""
+    """A :class:`LayerView` for every encoder layer of ``model``, in order (none for non-transformers)."""
     arch = arch_of(model)
+    if not arch.is_transformer:
+        return []
     d_head = head_size(model)
     return [LayerView(layer, arch, d_head, i, f"{arch.layers}.{i}") for i, layer in enumerate(encoder_layers(model))]
 
