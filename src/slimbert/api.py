@@ -154,6 +154,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
         reloaded = load_compressed(staging)
         comp_info = describe(reloaded, staging, comp_onnx, data, evaluate)
 
+        base_info["latency_ms"], comp_info["latency_ms"] = {}, {}
         if latency:
             log("timing latency (interleaved runs)")
             names = baseline.arch.inputs

@@ -216,12 +216,24 @@ app.add_typer(bench_app, name="bench")
 
 
 @bench_app.command("run")
-def bench_run(experiments: Annotated[list[Path], typer.Argument(help="benchmarks/experiments/*.yaml files.")]):
+def bench_run(
+    experiments: Annotated[list[Path], typer.Argument(help="benchmarks/experiments/*.yaml files.")],
+    no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip timing (re-time later with `bench retime`).")] = False,
+):
     """Run experiments; each writes benchmarks/results/<name>.json."""
     from slimbert.bench.runner import run_experiment
 
     for path in experiments:
-        run_experiment(path, log=err.print)
+        run_experiment(path, log=err.print, latency=not no_latency)
+
+
+@bench_app.command("retime")
+def bench_retime(experiments: Annotated[list[Path], typer.Argument(help="Finished compress experiments to re-time.")]):
+    """Measure latency again from saved artifacts (run on a quiet machine)."""
+    from slimbert.bench.runner import retime_experiment
+
+    for path in experiments:
+        retime_experiment(path, log=err.print)
 
 
 @bench_app.command("table")

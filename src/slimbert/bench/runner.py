@@ -8,12 +8,14 @@ run, and the environment. Results are never edited by hand: rerun the experiment
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from slimbert.bench.experiments import Experiment, load_experiment
 from slimbert.config import to_plain
+from slimbert.errors import ConfigError
 from slimbert.context import RunSettings
 from slimbert.environment import environment
 
@@ -35,7 +37,7 @@ def _bundle_from_config(exp: Experiment):
     return ModelBundle(model=model, tokenizer=tokenizer, source=f"{exp.config} (random weights)")
 
 
-def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print) -> dict:
+def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print, latency: bool = True) -> dict:
     exp = load_experiment(path)
     started = time.perf_counter()
     if exp.kind == "finetune":
@@ -50,7 +52,7 @@ def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print)
         model = _bundle_from_config(exp) if exp.config else exp.model
         out = compress(model, exp.task, exp.recipe, exp.output_dir, settings=_settings(exp),
                        latency_grid=tuple(tuple(g) for g in exp.latency.grid), latency_budget_s=exp.latency.budget_s,
-                       threads=exp.latency.threads, evaluate=exp.evaluate, overwrite=True, log=log)
+                       threads=exp.latency.threads, evaluate=exp.evaluate, latency=latency, overwrite=True, log=log)
         result = out.report
     record = {
         "experiment": to_plain(exp),
@@ -65,6 +67,51 @@ def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print)
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(target)
     log(f"wrote {target}")
+    return record
+
+
+def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print) -> dict:
+    """Measure latency again for a finished compress experiment, from its saved artifacts.
+
+    Training experiments may run while the machine does other work (accuracy does not care);
+    their latency is then re-measured in a quiet window, all in one go, so that every latency
+    figure in BENCHMARKS.md was taken under the same conditions.
+    """
+    from slimbert.export.onnx import export_onnx
+    from slimbert.io import ONNX_NAME, load_compressed
+    from slimbert.measure.latency import LatencyTarget, measure_latency
+    from slimbert.models.loading import load_model
+    from slimbert.report import attach_measurements, compute_ratios, render_markdown
+
+    exp = load_experiment(path)
+    target = results_dir / f"{exp.name}.json"
+    if exp.kind != "compress" or not target.is_file():
+        raise ConfigError(f"{exp.name}: retime needs a finished compress experiment ({target} not found)")
+    record = json.loads(target.read_text())
+    report = record["result"]
+    baseline = _bundle_from_config(exp) if exp.config else load_model(exp.model)
+    compressed = load_compressed(exp.output_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_onnx = export_onnx(baseline, Path(tmp) / "baseline.onnx")
+        names, vocab = baseline.arch.inputs, baseline.model.config.vocab_size
+        comp_onnx = exp.output_dir / ONNX_NAME
+        timings = measure_latency(
+            [LatencyTarget("baseline", baseline.model, str(base_onnx.path), names, vocab),
+             LatencyTarget("compressed", compressed.model, str(comp_onnx) if comp_onnx.is_file() else None, names, vocab)],
+            grid=tuple(tuple(g) for g in exp.latency.grid), threads=exp.latency.threads, budget_s=exp.latency.budget_s,
+            progress=log)
+    report["baseline"]["latency_ms"], report["compressed"]["latency_ms"] = timings["baseline"], timings["compressed"]
+    report["ratios"] = compute_ratios(report["baseline"], report["compressed"])
+    report["claims"] = attach_measurements(report["claims"], report["baseline"], report["compressed"], report["ratios"])
+    report["environment"] = environment(exp.latency.threads)
+    record["latency_command"] = f"slimbert bench retime {Path(path).as_posix()}"
+    record["environment"] = report["environment"]
+    tmp_path = target.with_suffix(".json.tmp")
+    tmp_path.write_text(json.dumps(record, indent=2))
+    tmp_path.replace(target)
+    (exp.output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (exp.output_dir / "report.md").write_text(render_markdown(report))
+    log(f"re-timed {target}")
     return record
 
 
