@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimbert.methods.quantization.int8 import quantize_rows, quantize_symmetric, symmetric_scale
+from slimbert.methods.quantization.int8 import quantize_rows, symmetric_scale
 from slimbert.models.module_kinds import register_module_kind
 
 
@@ -50,11 +50,13 @@ class Int8DynamicLinear(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, self.in_features).float()  # (M, in)
         x_scale = symmetric_scale(x2, dim=1)  # (M, 1): one scale per token
-        x_q = quantize_symmetric(x2, x_scale)  # (M, in) int8
+        # |x / scale| <= 127 by construction, so rounding needs no clamp. In-place element-wise work
+        # matters here: at batch 32 x 128 tokens the rescaling passes cost more than the int8 product.
+        x_q = (x2 * x_scale.reciprocal()).round_().to(torch.int8)  # (M, in)
         acc = torch._int_mm(x_q, self.weight_int8.t())  # (M, out) int32
-        y = acc.float() * (x_scale * self.weight_scale)  # (M, out)
+        y = acc.to(torch.float32).mul_(x_scale).mul_(self.weight_scale)  # (M, out)
         if self.bias is not None:
-            y = y + self.bias
+            y = y.add_(self.bias)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     def dequantized_weight(self) -> torch.Tensor:
