@@ -9,7 +9,7 @@ import pytest
 
 from slimbert.bench.experiments import load_experiment
 from slimbert.bench.runner import load_results, run_experiment
-from slimbert.bench.tables import compress_table
+from slimbert.bench.tables import latency_table, quality_size_table
 from slimbert.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,5 +42,5 @@ def test_runner_writes_result_json(tiny_bert_dir, tiny_glue, tmp_path):
     saved = json.loads((tmp_path / "results" / "tiny-int8.json").read_text())
     assert saved["command"].startswith("slimbert bench run") and saved["result"]["compressed"]["size_mb"] > 0
     assert record["experiment"]["name"] == "tiny-int8"
-    table = compress_table(load_results(tmp_path / "results"))
-    assert "tiny-int8" in table and "b1s16" in table
+    results = load_results(tmp_path / "results")
+    assert "tiny-int8" in quality_size_table(results) and "b1s16" in latency_table(results)

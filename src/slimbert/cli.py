@@ -240,7 +240,7 @@ def bench_retime(experiments: Annotated[list[Path], typer.Argument(help="Finishe
 def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Result names (default: all).")] = None):
     """Print Markdown tables of benchmark results."""
     from slimbert.bench.runner import load_results
-    from slimbert.bench.tables import compress_table, finetune_table
+    from slimbert.bench.tables import finetune_table, latency_table, quality_size_table
 
     records = load_results()
     if names:
@@ -248,9 +248,10 @@ def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Resul
         if missing:
             raise SlimbertError(f"no results for {missing}; run `slimbert bench run benchmarks/experiments/<name>.yaml`")
         records = {n: records[n] for n in names}
-    print(finetune_table(records))
-    print()
-    print(compress_table(records))
+    for table in (finetune_table(records), quality_size_table(records), latency_table(records)):
+        if table.count("\n") > 1:
+            print(table)
+            print()
 
 
 def _profile_target(model: str | None, config: Path | None):

@@ -28,35 +28,48 @@ def finetune_table(records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def compress_table(records: dict[str, dict]) -> str:
-    """One row per experiment and shape: metric delta, size ratios, latency ratios vs PyTorch fp32 eager."""
+def latency_table(records: dict[str, dict]) -> str:
+    """Every runtime's median latency (ms) for baseline and compressed, with ratios vs baseline PyTorch fp32."""
     lines = [
-        "| experiment | metric: baseline -> compressed (PyTorch / ORT) | size MB: baseline -> compressed (ratio) | "
-        "encoder weights MB (ratio) | shape | PyTorch fp32 ms | compressed PyTorch ms (speedup) | "
-        "compressed ORT ms (speedup vs PyTorch fp32) |",
+        "| experiment | shape | baseline PyTorch | baseline ORT | compressed PyTorch | compressed ORT | "
+        "speedup PyTorch | speedup ORT (vs baseline PyTorch) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, record in records.items():
         if record["experiment"]["kind"] != "compress":
             continue
+        b, c = record["result"]["baseline"]["latency_ms"], record["result"]["compressed"]["latency_ms"]
+        for key in c.get("pytorch", {}):
+            ref = _ms(b, "pytorch", key)
+            cells = [_ms(b, "pytorch", key), _ms(b, "onnxruntime", key), _ms(c, "pytorch", key), _ms(c, "onnxruntime", key)]
+            text = ["n/a" if v is None else f"{v:.1f}" for v in cells]
+            ratios = [None if v is None or ref is None else ref / v for v in cells[2:]]
+            lines.append(f"| {name} | {key} | " + " | ".join(text) + " | " + " | ".join(_x(r) for r in ratios) + " |")
+    return "\n".join(lines)
+
+
+def quality_size_table(records: dict[str, dict]) -> str:
+    """Task metric (PyTorch and ONNX Runtime), sizes and FLOPs, baseline vs compressed."""
+    lines = [
+        "| experiment | metric baseline | compressed PyTorch | compressed ORT | size MB (ratio) | ONNX MB (ratio) | "
+        "weights w/o embeddings MB (ratio) | params | GFLOPs (seq 128) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, record in records.items():
+        if record["experiment"]["kind"] != "compress":
+            continue
         rep = record["result"]
-        b, c, ratios = rep["baseline"], rep["compressed"], rep["ratios"]
-        if b["metrics"]:
-            metric = next(iter(b["metrics"]))
-            metric_cell = (f"{metric} {_pct(b['metrics'][metric])} -> {_pct(c['metrics'].get(metric))} / "
-                           f"{_pct(c.get('metrics_onnx', {}).get(metric))}")
-        else:
-            metric_cell = "not measured (random weights)"
-        size_cell = f"{b['size_mb']:.1f} -> {c['size_mb']:.1f} ({_x(ratios['size'])})"
-        enc_cell = f"{b['size_mb_no_embeddings']:.1f} -> {c['size_mb_no_embeddings']:.1f} ({_x(ratios['size_no_embeddings'])})"
-        for key in c.get("latency_ms", {}).get("pytorch", {}):
-            pt = _ms(b["latency_ms"], "pytorch", key)
-            cpt = _ms(c["latency_ms"], "pytorch", key)
-            cort = _ms(c["latency_ms"], "onnxruntime", key)
-            lines.append(
-                f"| {name} | {metric_cell} | {size_cell} | {enc_cell} | {key} | {pt:.1f} | "
-                f"{cpt:.1f} ({_x(ratios['speedup']['pytorch'][key])}) | "
-                f"{'n/a' if cort is None else f'{cort:.1f}'} ({_x(ratios['speedup'].get('onnxruntime_vs_pytorch_fp32', {}).get(key))}) |"
-            )
-            metric_cell = size_cell = enc_cell = '"'
+        b, c, r = rep["baseline"], rep["compressed"], rep["ratios"]
+        metric = next(iter(b["metrics"]), None)
+        mb = _pct(b["metrics"].get(metric)) if metric else "n/a"
+        mc = _pct(c["metrics"].get(metric)) if metric else "n/a"
+        mo = _pct(c.get("metrics_onnx", {}).get(metric)) if metric else "n/a"
+        label = f"{metric} " if metric else ""
+        lines.append(
+            f"| {name} | {label}{mb} | {mc} | {mo} | {b['size_mb']:.1f} -> {c['size_mb']:.1f} ({_x(r['size'])}) | "
+            f"{b.get('size_mb_onnx', 0):.1f} -> {c.get('size_mb_onnx', 0):.1f} ({_x(r.get('size_onnx'))}) | "
+            f"{b['size_mb_no_embeddings']:.1f} -> {c['size_mb_no_embeddings']:.1f} ({_x(r['size_no_embeddings'])}) | "
+            f"{b['params']['total'] / 1e6:.1f}M -> {c['params']['total'] / 1e6:.1f}M | "
+            f"{b['flops'] / 1e9:.2f} -> {c['flops'] / 1e9:.2f} |"
+        )
     return "\n".join(lines)

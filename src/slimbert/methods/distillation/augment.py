@@ -70,8 +70,11 @@ def nearest_neighbours(embeddings: torch.Tensor, ids: list[int], k: int, allowed
         sims = normed[batch] @ normed.T  # (n, V)
         sims[:, ~allowed] = -2.0
         sims[torch.arange(len(batch)), batch] = -2.0  # never the piece itself
-        top = sims.topk(k, dim=-1).indices
-        out.update({int(i): top[j].tolist() for j, i in enumerate(batch)})
+        top = sims.topk(min(k, sims.shape[1]), dim=-1)
+        for j, i in enumerate(batch.tolist()):
+            choices = [c for c, v in zip(top.indices[j].tolist(), top.values[j].tolist()) if v > -2.0]
+            if choices:  # a piece with no allowed neighbour is simply never replaced
+                out[i] = choices
     return out
 
 
@@ -100,14 +103,18 @@ class Augmenter:
             self.mlm = AutoModelForMaskedLM.from_pretrained(resolve_model_source(cfg.mlm_model)).eval()
 
     def _prepare_neighbours(self, piece_ids: set[int]) -> None:
+        """Neighbours come from the pieces of the data itself: a 30k-piece vocabulary's nearest
+        neighbours are often pieces of other scripts, which make poor English substitutes."""
         missing = sorted(i for i in piece_ids if i not in self._neighbours)
         if not missing:
             return
         emb = get_module(self.teacher, arch_of(self.teacher).word_embeddings).weight.detach().cpu()
         rows = emb.shape[0]  # the embedding table may have more rows than the tokenizer has pieces
+        seen = torch.zeros(rows, dtype=torch.bool)
+        seen[torch.tensor([i for i in piece_ids if i < rows], dtype=torch.long)] = True
 
         def fit(mask: torch.Tensor) -> torch.Tensor:
-            return torch.cat([mask, torch.zeros(max(0, rows - len(mask)), dtype=torch.bool)])[:rows]
+            return torch.cat([mask, torch.zeros(max(0, rows - len(mask)), dtype=torch.bool)])[:rows] & seen
 
         starts = [i for i in missing if self.word_start[i]]
         conts = [i for i in missing if self.continuation[i]]
