@@ -210,3 +210,22 @@ def test_typed_outputs_view(tiny_model_dirs, arch, ctx):
     assert len(out.hidden_states) == 3 and out.attentions[0].shape == (2, 4, 16, 16)
     assert len(out.projections["value"]) == 2 and out.projections["query"][0].shape == (2, 16, 32)
     assert out.num_layers == 2
+
+
+def test_augmentation_with_a_masked_lm(tiny_model_dirs, ctx, tmp_path, tokenizer_dir):
+    """TinyBERT's variant: candidates from a masked-LM's top predictions (here a tiny local MLM)."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    from helpers import tiny_config
+
+    mlm_dir = tmp_path / "mlm"
+    torch.manual_seed(0)
+    BertForMaskedLM(tiny_config("bert")).save_pretrained(mlm_dir)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(mlm_dir)
+    teacher = _teacher(tiny_model_dirs, "bert", ctx, train=False)
+    examples = [Example(("the movie was really good and fun",), 1)]
+    cfg = AugmentConfig(copies=4, replace_prob=0.6, mask_prob=0.0, ngram_prob=0.0, neighbours=3, mlm_model=str(mlm_dir))
+    out = Augmenter(cfg, teacher.tokenizer, teacher.model).generate(examples)
+    assert out == Augmenter(cfg, teacher.tokenizer, teacher.model).generate(examples)
+    assert all("[MASK]" not in t[0] for t in out)  # every chosen position was filled by the MLM
+    assert any(t != examples[0].texts for t in out)

@@ -102,6 +102,11 @@ class Augmenter:
 
             self.mlm = AutoModelForMaskedLM.from_pretrained(resolve_model_source(cfg.mlm_model)).eval()
 
+    @staticmethod
+    def _fit(mask: torch.Tensor, size: int) -> torch.Tensor:
+        """``mask`` cut or padded (with False) to ``size`` entries."""
+        return torch.cat([mask, torch.zeros(max(0, size - len(mask)), dtype=torch.bool)])[:size]
+
     def _prepare_neighbours(self, piece_ids: set[int]) -> None:
         """Neighbours come from the pieces of the data itself: a 30k-piece vocabulary's nearest
         neighbours are often pieces of other scripts, which make poor English substitutes."""
@@ -114,7 +119,7 @@ class Augmenter:
         seen[torch.tensor([i for i in piece_ids if i < rows], dtype=torch.long)] = True
 
         def fit(mask: torch.Tensor) -> torch.Tensor:
-            return torch.cat([mask, torch.zeros(max(0, rows - len(mask)), dtype=torch.bool)])[:rows] & seen
+            return self._fit(mask, rows) & seen
 
         starts = [i for i in missing if self.word_start[i]]
         conts = [i for i in missing if self.continuation[i]]
@@ -123,8 +128,9 @@ class Augmenter:
         if conts:
             self._neighbours.update(nearest_neighbours(emb, conts, self.cfg.neighbours, fit(self.continuation)))
 
-    def _augment_text(self, ids: list[int], rng: random.Random, single_sentence: bool) -> tuple[list[int], list[int]]:
-        """New piece ids and the positions chosen for MLM replacement."""
+    def _augment_text(self, ids: list[int], rng: random.Random,
+                      single_sentence: bool) -> tuple[list[int], list[tuple[int, int]]]:
+        """New piece ids, and (position, original piece) of each [MASK] the MLM is to fill."""
         out, mlm_positions = [], []
         for pos, piece in enumerate(ids):
             r = rng.random()
@@ -132,7 +138,7 @@ class Augmenter:
                 out.append(self.tokenizer.mask_token_id)
             elif r < self.cfg.mask_prob + self.cfg.replace_prob and piece in self._neighbours:
                 if self.mlm is not None:
-                    mlm_positions.append(pos)
+                    mlm_positions.append((pos, piece))
                     out.append(self.tokenizer.mask_token_id)
                 else:
                     out.append(rng.choice(self._neighbours[piece]))
@@ -144,12 +150,15 @@ class Augmenter:
             n = rng.randint(1, self.cfg.max_ngram)
             end = starts[first + n] if first + n < len(starts) else len(out)
             begin = starts[first]
-            mlm_positions = [p - begin for p in mlm_positions if begin <= p < end]
+            mlm_positions = [(p - begin, piece) for p, piece in mlm_positions if begin <= p < end]
             out = out[begin:end]
         return out, mlm_positions
 
-    def _fill_with_mlm(self, texts: list[list[int]], positions: list[list[int]], rng: random.Random) -> None:
-        """Replace the chosen [MASK]s by one of the MLM's top-K predictions, in batches."""
+    def _fill_with_mlm(self, texts: list[list[int]], positions: list[list[tuple[int, int]]], rng: random.Random) -> None:
+        """Replace the chosen [MASK]s by one of the MLM's top-K predictions, in batches.
+
+        Candidates are real pieces of the same kind as the replaced one (word start or ##continuation).
+        """
         todo = [i for i, p in enumerate(positions) if p]
         for start in range(0, len(todo), 64):
             idx = todo[start:start + 64]
@@ -159,9 +168,14 @@ class Augmenter:
             mask = (ids != self.tokenizer.pad_token_id).long()
             with torch.no_grad():
                 logits = self.mlm(input_ids=ids, attention_mask=mask).logits  # (n, T, V)
+            vocab = logits.shape[-1]
+            kinds = {kind: self._fit(mask_, vocab) for kind, mask_ in (("start", self.word_start),
+                                                                       ("cont", self.continuation))}
             for row, i in enumerate(idx):
-                for pos in positions[i]:
-                    top = logits[row, pos + 1].topk(self.cfg.neighbours).indices.tolist()
+                for pos, original in positions[i]:
+                    kind = "cont" if self.continuation[original] else "start"
+                    scores = logits[row, pos + 1].masked_fill(~kinds[kind], float("-inf"))
+                    top = scores.topk(self.cfg.neighbours).indices.tolist()
                     texts[i][pos] = rng.choice(top)
 
     def generate(self, examples: list[Example]) -> list[tuple[str, ...]]:
