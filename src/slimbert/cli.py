@@ -267,7 +267,15 @@ def _profile_target(model: str | None, config: Path | None):
     return bundle.model, bundle.arch.inputs
 
 
+def _exit_on_sigterm(signum, frame):
+    # Turn `kill` into a normal exit so cleanup runs (compress removes its staging directory).
+    sys.exit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()
     except SlimbertError as exc:
