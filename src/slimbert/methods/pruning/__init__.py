@@ -1,0 +1,1 @@
+"""Pruning (survey section 3.2): unstructured masks and structured physical removal."""
