@@ -1,5 +1,5 @@
 """Unstructured pruning: schedules, exact masks, magnitude / movement / lottery on tiny models, sparse
-storage that really shrinks the file, save -> reload -> ONNX, resume after an interruption."""
+storage that really shrinks the file, save -> reload -> ONNX (resume: test_pruning_resume.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from slimbert.context import RunSettings, StepContext, TaskDataset
-from slimbert.data.tasks import get_task
+from pruning_support import step_context, tiny_bundle
 from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
 from slimbert.io import load_compressed, save_compressed
@@ -25,13 +24,11 @@ from slimbert.methods.pruning.movement import MovementConfig, apply_movement
 from slimbert.methods.pruning.schedules import CubicSchedule, cubic_sparsity
 from slimbert.methods.pruning.sparse_storage import SparseLinear, SparseStorage, pack_bits, unpack_bits
 from slimbert.methods.pruning.unstructured import encoder_weight_sparsity
-from slimbert.models.loading import load_model
 from slimbert.models.structure import layer_views
 from slimbert.recipe import Recipe
-from slimbert.training.callbacks import Callback
 from slimbert.training.config import TrainConfig
 
-QUICK = TrainConfig(learning_rate=3e-3, max_steps=12, batch_size=16, save_every=3)
+QUICK = TrainConfig(learning_rate=3e-3, max_steps=12, batch_size=16)
 
 
 # -- pure pieces ------------------------------------------------------------------------------
@@ -111,14 +108,11 @@ def test_round_sparsities():
 
 @pytest.fixture
 def ctx(tiny_glue, tmp_path):
-    settings = RunSettings(data_dir=str(tiny_glue), max_eval_samples=32, max_train_samples=96)
-    return StepContext(TaskDataset(get_task("sst2"), settings), settings, tmp_path / "work")
+    return step_context(tiny_glue, tmp_path / "work")
 
 
 def _bundle(tiny_model_dirs, arch, ctx):
-    bundle = load_model(tiny_model_dirs[arch], ctx.task)
-    ctx.teacher = bundle.clone()
-    return bundle
+    return tiny_bundle(tiny_model_dirs[arch], ctx)
 
 
 def _sparse_linears(model):
@@ -215,46 +209,6 @@ def test_lottery_ticket_rewinds_and_reaches_the_target(tiny_model_dirs, ctx, mon
     assert len(rewound) == 3  # two rounds + the final ticket
     assert all(torch.equal(w, start_weight) for w in rewound)  # every run starts from the rewound weights
     assert encoder_weight_sparsity(out.model) == pytest.approx(0.75, abs=1e-3)
-
-
-# -- resume after an interruption -------------------------------------------------------------
-
-class _Interrupt(Callback):
-    def __init__(self, at_step: int):
-        self.at_step = at_step
-
-    def on_step_end(self, state, model):
-        if state.global_step == self.at_step:
-            raise KeyboardInterrupt
-
-
-def _with_interrupt(ctx, monkeypatch, at_step):
-    real_train = StepContext.train
-
-    def train(b, cfg, callbacks=(), **kw):
-        return real_train(ctx, b, cfg, callbacks=[*callbacks, _Interrupt(at_step)], **kw)
-
-    monkeypatch.setattr(ctx, "train", train)
-
-
-@pytest.mark.parametrize("method", ["magnitude", "movement"])
-def test_resume_after_interruption_matches_uninterrupted_run(tiny_model_dirs, ctx, tmp_path, monkeypatch, method):
-    config = {"magnitude": MagnitudeConfig(sparsity=0.7, train=QUICK, schedule=CubicSchedule(update_every=2)),
-              "movement": MovementConfig(sparsity=0.7, train=QUICK, schedule=CubicSchedule(update_every=2))}[method]
-    apply = {"magnitude": apply_magnitude, "movement": apply_movement}[method]
-
-    def run(work, interrupt_at):
-        ctx.work_dir = tmp_path / work
-        ctx.claims.clear()
-        _with_interrupt(ctx, monkeypatch, interrupt_at)
-        return apply(_bundle(tiny_model_dirs, "bert", ctx), config, ctx)
-
-    straight = run("straight", -1)
-    with pytest.raises(KeyboardInterrupt):
-        run("resumed", 8)
-    resumed = run("resumed", -1)
-    for a, b in zip(_sparse_linears(straight.model), _sparse_linears(resumed.model)):
-        assert torch.equal(a.bitmap, b.bitmap) and torch.allclose(a.values, b.values, atol=1e-6)
 
 
 def test_recipe_with_every_unstructured_method_validates():

@@ -16,7 +16,7 @@ Blocks (used by ``block-movement``) share one score per block; here blocks are s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from slimbert.methods.pruning.schedules import CubicSchedule
 from slimbert.methods.pruning.sparse_storage import SparseStorage
 from slimbert.methods.pruning.unstructured import check_transformer, finish_unstructured
 from slimbert.models.bundle import ModelBundle
+from slimbert.models.structure import LayerView
 from slimbert.registry import register_method
 from slimbert.training.config import TrainConfig
 from slimbert.training.losses import LossTerm
@@ -56,23 +57,28 @@ class ScoreL1(LossTerm):
 
 
 class MovementPruner:
-    """Moves the kept fraction (hard) or the score threshold and L1 weight (soft) along the schedule."""
+    """Moves the kept fraction (hard) or the score threshold and L1 weight (soft) along the schedule.
 
-    def __init__(self, modules: list[MovementLinear], variant: Variant, *, sparsity: float | None = None,
+    ``sparsities[i]`` is module i's final sparsity (hard variant; blocks of a matrix compete only
+    with each other, as in Sanh et al.'s per-matrix Top_v).
+    """
+
+    def __init__(self, modules: list[MovementLinear], variant: Variant, *, sparsities: list[float] | None = None,
                  initial_sparsity: float = 0.0, threshold: float = 0.1, l1: ScoreL1 | None = None,
                  l1_weight: float = 0.0):
         self.modules = modules
         self.variant = variant
-        self.sparsity = sparsity
+        self.sparsities = sparsities
         self.initial_sparsity = initial_sparsity
         self.threshold = threshold
         self.l1 = l1
         self.l1_weight = l1_weight
 
     def update(self, progress: float) -> None:
-        for m in self.modules:
+        for i, m in enumerate(self.modules):
             if self.variant == "hard":
-                m.keep_fraction = 1.0 - (self.initial_sparsity + (self.sparsity - self.initial_sparsity) * progress)
+                final = self.sparsities[i]
+                m.keep_fraction = 1.0 - (self.initial_sparsity + (final - self.initial_sparsity) * progress)
             else:
                 m.threshold = self.threshold * progress
         if self.l1 is not None:
@@ -111,23 +117,41 @@ class MovementConfig(MethodConfig):
         self.train.validate()
 
 
-def movement_pruner(bundle: ModelBundle, cfg, block_of=lambda linear, view, role: (1, 1)) -> tuple[MovementPruner, list]:
-    """Wrap the encoder linears in :class:`MovementLinear` (blocks from ``block_of``); the pruner and extra loss terms.
+BlockOf = Callable[[nn.Module, LayerView, str], tuple[int, int]]
 
-    ``cfg`` needs the movement fields: variant, sparsity, threshold, l1_weight, schedule.
+
+def single_weights(linear: nn.Module, view: LayerView, role: str) -> tuple[int, int]:
+    return 1, 1
+
+
+def movement_pruner(bundle: ModelBundle, cfg, block_of: BlockOf = single_weights, roles: tuple[str, ...] | None = None,
+                    sparsity_of: Callable[[str], float | None] | None = None) -> tuple[MovementPruner, list[LossTerm]]:
+    """Wrap the encoder linears of ``roles`` in :class:`MovementLinear` (blocks from ``block_of``); return the
+    pruner and its extra loss terms. ``cfg`` has the movement fields (variant, sparsity, threshold, l1_weight,
+    schedule); ``sparsity_of(role)`` overrides the hard target per role.
     """
-    modules = wrap_linears(bundle.model, lambda linear, view, role: MovementLinear(linear, block_of(linear, view, role),
-                                                                                 cfg.variant))
+    wrapped: list[tuple[str, MovementLinear]] = []
+
+    def make(linear, view, role):
+        module = MovementLinear(linear, block_of(linear, view, role), cfg.variant)
+        wrapped.append((role, module))
+        return module
+
+    modules = wrap_linears(bundle.model, make, roles)
+    sparsities = None
+    if cfg.variant == "hard":
+        sparsities = [sparsity_of(role) if sparsity_of else cfg.sparsity for role, _ in wrapped]
     l1 = ScoreL1(modules) if cfg.variant == "soft" else None
-    pruner = MovementPruner(modules, cfg.variant, sparsity=cfg.sparsity, initial_sparsity=cfg.schedule.initial_sparsity,
+    pruner = MovementPruner(modules, cfg.variant, sparsities=sparsities, initial_sparsity=cfg.schedule.initial_sparsity,
                             threshold=cfg.threshold, l1=l1, l1_weight=cfg.l1_weight)
     return pruner, [l1] if l1 is not None else []
 
 
-def train_movement(bundle: ModelBundle, cfg, ctx: StepContext, block_of=lambda linear, view, role: (1, 1),
+def train_movement(bundle: ModelBundle, cfg, ctx: StepContext, block_of: BlockOf = single_weights,
+                   roles: tuple[str, ...] | None = None, sparsity_of: Callable[[str], float | None] | None = None,
                    name: str = "movement") -> None:
     """Wrap, train with the schedule, and leave the wrappers at their final masks (not yet baked)."""
-    pruner, terms = movement_pruner(bundle, cfg, block_of)
+    pruner, terms = movement_pruner(bundle, cfg, block_of, roles, sparsity_of)
     target = f"{cfg.sparsity:.0%}" if cfg.variant == "hard" else f"tau {cfg.threshold}"
     train_pruned(bundle, ctx, cfg.train, distill=cfg.distill, extra_terms=terms, name=name,
                  callbacks=[GradualPruning(pruner, cfg.schedule, cfg.score_learning_rate)],
