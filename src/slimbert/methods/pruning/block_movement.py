@@ -22,12 +22,12 @@ from torch import nn
 from slimbert.config import MethodConfig, check_range
 from slimbert.context import StepContext
 from slimbert.errors import ConfigError
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.methods.pruning.finetune import TeacherDistillation
 from slimbert.methods.pruning.masked_linear import bake
 from slimbert.methods.pruning.movement import train_movement
 from slimbert.methods.pruning.schedules import CubicSchedule
 from slimbert.methods.pruning.structured import structured_claims
-from slimbert.methods.pruning.unstructured import check_transformer
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import LayerView, layer_views
 from slimbert.models.surgery import prune_ffn_neurons, prune_heads

@@ -30,7 +30,7 @@ from slimbert.methods.pruning.structured import (
     select_lowest_per_layer,
     structured_claims,
 )
-from slimbert.methods.pruning.unstructured import check_transformer
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import layer_views
 from slimbert.registry import register_method

@@ -22,7 +22,7 @@ from slimbert.methods.pruning.structured import (
     prune_iteratively,
     structured_claims,
 )
-from slimbert.methods.pruning.unstructured import check_transformer
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.models.bundle import ModelBundle
 from slimbert.registry import register_method
 

@@ -21,10 +21,10 @@ from torch import nn
 from slimbert.config import MethodConfig, check_range
 from slimbert.context import StepContext
 from slimbert.errors import ConfigError
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.methods.pruning.finetune import TeacherDistillation, train_pruned
 from slimbert.methods.pruning.layers import Strategy, drop_layers
 from slimbert.methods.pruning.structured import structured_claims
-from slimbert.methods.pruning.unstructured import check_transformer
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import encoder_layers
 from slimbert.registry import register_method

@@ -25,10 +25,10 @@ from slimbert.config import MethodConfig
 from slimbert.context import StepContext
 from slimbert.errors import ConfigError
 from slimbert.methods.distillation.students import select_layers
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.methods.pruning.finetune import TeacherDistillation, train_pruned
 from slimbert.methods.pruning.sampling import sample_batches
 from slimbert.methods.pruning.structured import structured_claims
-from slimbert.methods.pruning.unstructured import check_transformer
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.outputs import model_outputs
 from slimbert.models.structure import config_value

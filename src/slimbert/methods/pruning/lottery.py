@@ -18,10 +18,11 @@ import torch
 from slimbert.config import MethodConfig, check_range
 from slimbert.context import StepContext
 from slimbert.errors import ConfigError
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.methods.pruning.finetune import TeacherDistillation, train_pruned
 from slimbert.methods.pruning.magnitude import MagnitudePruner, Scope, wrap_masked
 from slimbert.methods.pruning.sparse_storage import SparseStorage
-from slimbert.methods.pruning.unstructured import check_transformer, finish_unstructured
+from slimbert.methods.pruning.unstructured import finish_unstructured
 from slimbert.models.bundle import ModelBundle
 from slimbert.registry import register_method
 from slimbert.training.config import TrainConfig

@@ -19,12 +19,13 @@ from torch import nn
 from slimbert.config import MethodConfig, check_range
 from slimbert.context import StepContext
 from slimbert.methods.pruning.callback import GradualPruning
+from slimbert.methods.pruning.checks import check_transformer
 from slimbert.methods.pruning.finetune import TeacherDistillation, train_pruned
 from slimbert.methods.pruning.masked_linear import MaskedLinear, wrap_linears
 from slimbert.methods.pruning.masks import keep_count, topk_mask
 from slimbert.methods.pruning.schedules import CubicSchedule
 from slimbert.methods.pruning.sparse_storage import SparseStorage
-from slimbert.methods.pruning.unstructured import check_transformer, finish_unstructured
+from slimbert.methods.pruning.unstructured import finish_unstructured
 from slimbert.models.bundle import ModelBundle
 from slimbert.registry import register_method
 from slimbert.training.config import TrainConfig

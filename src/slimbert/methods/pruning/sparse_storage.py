@@ -90,6 +90,10 @@ class SparseLinear(nn.Module):
     def _forget_runnable(self) -> None:
         self._runnable = None
 
+    def __getstate__(self) -> dict:
+        # Copies and pickles rebuild the runnable weight when first used (CSR tensors cannot be deep-copied).
+        return {**self.__dict__, "_runnable": None}
+
     def dense_weight(self) -> torch.Tensor:
         """The weight (out, in) with zeros restored."""
         numel = self.in_features * self.out_features

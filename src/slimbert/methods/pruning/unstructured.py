@@ -5,16 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from slimbert.context import StepContext
-from slimbert.errors import ConfigError
 from slimbert.methods.pruning.masked_linear import bake
 from slimbert.methods.pruning.sparse_storage import SparseLinear, SparseStorage, store_sparse
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import layer_views
-
-
-def check_transformer(bundle: ModelBundle, method: str) -> None:
-    if not bundle.arch.is_transformer:
-        raise ConfigError(f"{method} prunes Transformer encoder layers; a {bundle.arch.model_type} model has none")
 
 
 def encoder_weight_sparsity(model: nn.Module) -> float:
