@@ -92,7 +92,7 @@ def sample_batch(bundle: ModelBundle, batch: int = 2, seq: int = 16, seed: int =
 
 def float_export_model(bundle: ModelBundle) -> nn.Module:
     """A float, eager-attention copy of the bundle's model for export."""
-    model = float_equivalent(copy.deepcopy(bundle.model)).float().eval()
+    model = float_equivalent(copy.deepcopy(bundle.model)).float().cpu().eval()  # a model trained on a GPU too
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return model

@@ -71,12 +71,13 @@ def layer_similarity(model, batches: Sequence[dict[str, torch.Tensor]]) -> list[
     was_training = model.training
     model.eval()
     sums, tokens = None, 0
+    device = next(model.parameters()).device
     for batch in batches:
-        out = model_outputs(model, batch, hidden=True)
+        out = model_outputs(model, {k: v.to(device) for k, v in batch.items()}, hidden=True)
         mask = out.attention_mask.bool()  # (B, T)
         sims = torch.stack([F.cosine_similarity(a, b, dim=-1)[mask].sum()  # a, b: (B, T, d)
                             for a, b in zip(out.hidden_states[:-1], out.hidden_states[1:])])
-        sums = sims if sums is None else sums + sims
+        sums = sims.cpu() if sums is None else sums + sims.cpu()
         tokens += int(mask.sum())
     model.train(was_training)
     return (sums / tokens).tolist()

@@ -74,9 +74,11 @@ def gate_importance(model: nn.Module, kind: UnitKind, batches: Sequence[dict[str
         p.requires_grad_(False)
     loss_fn = TaskLoss(regression)
     totals = [torch.zeros(n) for n in kind.sizes(model)]
+    device = next(model.parameters()).device
     try:
         with kind.gates(model, True) as gates:
             for batch in batches:
+                batch = {k: v.to(device) for k, v in batch.items()}
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
                 loss = loss_fn(batch, model(**inputs), model)
                 loss.backward()
