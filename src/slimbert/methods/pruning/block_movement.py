@@ -47,7 +47,7 @@ class BlockMovementConfig(MethodConfig):
     block_rows: int = 32
     block_cols: int = 32
     threshold: float = 0.1  # soft: final tau on sigmoid(score)
-    l1_weight: float = 400.0  # soft: final weight of mean(sigmoid(score)) in the loss
+    l1_weight: float = 5.0  # soft: final weight of mean(sigmoid(score)) in the loss; sets the sparsity, tune it
     score_learning_rate: float = 1e-2
     schedule: CubicSchedule = CubicSchedule()
     distill: TeacherDistillation | None = None

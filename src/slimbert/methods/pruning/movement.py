@@ -96,7 +96,7 @@ class MovementConfig(MethodConfig):
     variant: Variant = "hard"
     sparsity: float | None = 0.9  # hard: the target; soft: must be null (the sparsity follows from l1_weight)
     threshold: float = 0.1  # soft: final tau on sigmoid(score)
-    l1_weight: float = 400.0  # soft: final weight of mean(sigmoid(score)) in the loss
+    l1_weight: float = 5.0  # soft: final weight of mean(sigmoid(score)) in the loss; sets the sparsity, tune it
     score_learning_rate: float = 1e-2
     schedule: CubicSchedule = CubicSchedule()
     distill: TeacherDistillation | None = None
