@@ -222,3 +222,13 @@ def test_block_sizes_must_tile(tiny_model_dirs, ctx):
     bundle = _bundle(tiny_model_dirs, "bert", ctx)
     with pytest.raises(ConfigError, match="block 5x5 does not tile a 32x32 weight"):
         apply_block_movement(bundle, BlockMovementConfig(block_rows=5, block_cols=5, train=QUICK), ctx)
+
+
+def test_soft_block_movement_removes_what_the_threshold_empties(tiny_model_dirs, ctx):
+    bundle = _bundle(tiny_model_dirs, "distilbert", ctx)
+    cfg = BlockMovementConfig(variant="soft", sparsity=None, threshold=0.45, l1_weight=50.0, block_rows=8, block_cols=8,
+                              score_learning_rate=0.1, train=replace(QUICK, max_steps=10))
+    out = apply_block_movement(bundle, cfg, ctx)
+    widths = [v.intermediate_size for v in layer_views(out.model)]
+    removed = next(n for n in ctx.notes if n.startswith("removed "))
+    assert f"{74 - sum(widths)}/74 FFN neurons" in removed and sum(widths) < 74
