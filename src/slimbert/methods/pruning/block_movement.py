@@ -14,61 +14,41 @@ the speedup comes from the removed structure, which ``ctx.claim`` says).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
-from slimbert.config import MethodConfig, check_range
+from slimbert.config import check_range
 from slimbert.context import StepContext
 from slimbert.errors import ConfigError
 from slimbert.methods.pruning.checks import check_transformer
-from slimbert.methods.pruning.finetune import TeacherDistillation
 from slimbert.methods.pruning.masked_linear import bake
-from slimbert.methods.pruning.movement import train_movement
-from slimbert.methods.pruning.schedules import CubicSchedule
+from slimbert.methods.pruning.movement import MovementFields, train_movement
 from slimbert.methods.pruning.structured import structured_claims
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import LayerView, layer_views
 from slimbert.models.surgery import prune_ffn_neurons, prune_heads
 from slimbert.registry import register_method
-from slimbert.training.config import TrainConfig
 
 ATTENTION_ROLES = ("query", "key", "value", "attn_out")
 
 
 @dataclass(frozen=True)
-class BlockMovementConfig(MethodConfig):
+class BlockMovementConfig(MovementFields):
     """Movement pruning of attention blocks and FFN neurons, then removal of emptied heads and neurons."""
 
-    variant: Literal["hard", "soft"] = "hard"
     sparsity: float | None = 0.5  # hard: fraction of attention blocks pruned per matrix
     ffn_sparsity: float | None = None  # hard: fraction of FFN neurons pruned per layer (default: sparsity)
     block_rows: int = 32
     block_cols: int = 32
-    threshold: float = 0.1  # soft: final tau on sigmoid(score)
-    l1_weight: float = 5.0  # soft: final weight of mean(sigmoid(score)) in the loss; sets the sparsity, tune it
-    score_learning_rate: float = 1e-2
-    schedule: CubicSchedule = CubicSchedule()
-    distill: TeacherDistillation | None = None
-    train: TrainConfig = TrainConfig(learning_rate=5e-5, epochs=1.0)
 
     def validate(self) -> None:
-        if self.variant == "hard":
-            if self.sparsity is None:
-                raise ConfigError("variant: hard needs a target sparsity in [0, 1)")
-            for name in ("sparsity", "ffn_sparsity"):
-                if getattr(self, name) is not None:
-                    check_range(name, getattr(self, name), 0, 1, high_inclusive=False)
-        elif self.sparsity is not None or self.ffn_sparsity is not None:
-            raise ConfigError("variant: soft takes no sparsity targets (they follow from threshold and l1_weight); "
-                              "set sparsity: null and ffn_sparsity: null, or use variant: hard")
+        super().validate()
+        if self.ffn_sparsity is not None:
+            if self.variant == "soft":
+                raise ConfigError("variant: soft takes no ffn_sparsity (it follows from threshold and l1_weight)")
+            check_range("ffn_sparsity", self.ffn_sparsity, 0, 1, high_inclusive=False)
         if self.block_rows < 1 or self.block_cols < 1:
             raise ConfigError(f"block sizes must be >= 1, got {self.block_rows}x{self.block_cols}")
-        check_range("threshold", self.threshold, 0, 1, low_inclusive=False, high_inclusive=False)
-        check_range("score_learning_rate", self.score_learning_rate, 0, None, low_inclusive=False)
-        self.schedule.validate()
-        self.train.validate()
 
 
 def _head_columns(view: LayerView, head: int) -> slice:

@@ -90,8 +90,8 @@ class MovementPruner:
 
 
 @dataclass(frozen=True)
-class MovementConfig(MethodConfig):
-    """Movement pruning of the encoder linears: hard top-v or soft threshold + L1, cubic schedule."""
+class MovementFields(MethodConfig):
+    """What every movement-pruning method sets: variant, target or threshold, score learning rate, schedule."""
 
     variant: Variant = "hard"
     sparsity: float | None = 0.9  # hard: the target; soft: must be null (the sparsity follows from l1_weight)
@@ -100,7 +100,6 @@ class MovementConfig(MethodConfig):
     score_learning_rate: float = 1e-2
     schedule: CubicSchedule = CubicSchedule()
     distill: TeacherDistillation | None = None
-    storage: SparseStorage = SparseStorage()
     train: TrainConfig = TrainConfig(learning_rate=5e-5, epochs=1.0)
 
     def validate(self) -> None:
@@ -118,6 +117,13 @@ class MovementConfig(MethodConfig):
         self.train.validate()
 
 
+@dataclass(frozen=True)
+class MovementConfig(MovementFields):
+    """Movement pruning of the encoder linears: hard top-v or soft threshold + L1, cubic schedule."""
+
+    storage: SparseStorage = SparseStorage()
+
+
 BlockOf = Callable[[nn.Module, LayerView, str], tuple[int, int]]
 
 
@@ -125,11 +131,10 @@ def single_weights(linear: nn.Module, view: LayerView, role: str) -> tuple[int, 
     return 1, 1
 
 
-def movement_pruner(bundle: ModelBundle, cfg, block_of: BlockOf = single_weights, roles: tuple[str, ...] | None = None,
+def movement_pruner(bundle: ModelBundle, cfg: MovementFields, block_of: BlockOf = single_weights, roles: tuple[str, ...] | None = None,
                     sparsity_of: Callable[[str], float | None] | None = None) -> tuple[MovementPruner, list[LossTerm]]:
     """Wrap the encoder linears of ``roles`` in :class:`MovementLinear` (blocks from ``block_of``); return the
-    pruner and its extra loss terms. ``cfg`` has the movement fields (variant, sparsity, threshold, l1_weight,
-    schedule); ``sparsity_of(role)`` overrides the hard target per role.
+    pruner and its extra loss terms; ``sparsity_of(role)`` overrides the hard target per role.
     """
     wrapped: list[tuple[str, MovementLinear]] = []
 
@@ -148,7 +153,7 @@ def movement_pruner(bundle: ModelBundle, cfg, block_of: BlockOf = single_weights
     return pruner, [l1] if l1 is not None else []
 
 
-def train_movement(bundle: ModelBundle, cfg, ctx: StepContext, block_of: BlockOf = single_weights,
+def train_movement(bundle: ModelBundle, cfg: MovementFields, ctx: StepContext, block_of: BlockOf = single_weights,
                    roles: tuple[str, ...] | None = None, sparsity_of: Callable[[str], float | None] | None = None,
                    name: str = "movement") -> None:
     """Wrap, train with the schedule, and leave the wrappers at their final masks (not yet baked)."""
