@@ -254,6 +254,16 @@ def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Resul
             print()
 
 
+@bench_app.command("plot")
+def bench_plot(out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs.")] = Path("benchmarks/plots")):
+    """Render the curves (accuracy, size, latency vs x) of experiments with a `plot:` block."""
+    from slimbert.bench.plots import plot_results
+    from slimbert.bench.runner import load_results
+
+    for path in plot_results(load_results(), out):
+        err.print(f"wrote {path}")
+
+
 def _profile_target(model: str | None, config: Path | None):
     if (model is None) == (config is None):
         raise SlimbertError("pass exactly one of --model (a model to load) or --config (a config.json, random weights)")

@@ -26,6 +26,7 @@ from slimbert.models.bundle import ModelBundle
 from slimbert.models.loading import quiet_transformers
 from slimbert.models.module_kinds import build_module, module_manifest
 from slimbert.models.structure import set_module
+from slimbert.models.surgery import sync_layer_attributes
 
 MANIFEST_NAME = "slimbert.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -80,6 +81,7 @@ def load_compressed(directory: str | os.PathLike, attn_implementation: str = "sd
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
     for path, entry in manifest["modules"].items():
         set_module(model, path, build_module(entry["kind"], entry["spec"]))
+    sync_layer_attributes(model)  # pruned heads: attention modules' head counts follow the new shapes
     try:
         load_model(model, str(directory / WEIGHTS_NAME), strict=True)
     except (RuntimeError, KeyError) as exc:

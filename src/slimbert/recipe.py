@@ -99,6 +99,26 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "steps": [s.to_dict() for s in self.steps]}
 
+    def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> "Recipe":
+        """A copy with ``{method: {field: value}}`` merged into every step of that method (nested
+        mappings merge field by field), validated like a recipe file. Benchmarks use it to sweep one
+        recipe over e.g. sparsities without a recipe file per point."""
+        methods = {s.method for s in self.steps}
+        unknown = sorted(set(overrides) - methods)
+        if unknown:
+            raise ConfigError(f"overrides for {', '.join(map(repr, unknown))}: the recipe has no such step "
+                              f"(its methods: {', '.join(sorted(methods))})")
+        data = self.to_dict()
+        data["steps"] = [_merged(step, overrides.get(step["method"], {})) for step in data["steps"]]
+        return Recipe.from_dict(data, source=f"{self.name} (with overrides)")
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
 
 def load_recipe(recipe: "str | Path | Recipe") -> Recipe:
     """A :class:`Recipe` from a path, or the recipe itself."""

@@ -9,13 +9,15 @@
     latency: {grid: [[1, 128], [32, 128]], budget_s: 30}
     evaluate: true                      # false for random-weight, shape-only runs
     depends_on: [teacher-minilm-sst2]   # experiments whose outputs this one reads
+    recipe_overrides: {magnitude: {sparsity: 0.9}}  # merged into the recipe's steps of that method
+    plot: {figure: sparsity-sst2, series: magnitude, x: 0.9, x_label: sparsity}  # a point on a curve
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -37,6 +39,17 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class PlotSpec:
+    """Where an experiment's result goes in the plots (slimbert.bench.plots): a point ``x`` of the curve
+    ``series`` in the PNG ``figure``."""
+
+    figure: str
+    series: str
+    x: float
+    x_label: str = ""
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     kind: Literal["compress", "finetune"]
@@ -52,6 +65,8 @@ class Experiment:
     output: str | None = None
     depends_on: tuple[str, ...] = ()
     description: str = ""
+    recipe_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plot: PlotSpec | None = None
 
     def validate(self) -> None:
         if (self.model is None) == (self.config is None):
@@ -60,6 +75,15 @@ class Experiment:
             raise ConfigError("'config' (random weights) needs a 'tokenizer' model spec")
         if self.kind == "compress" and self.recipe is None:
             raise ConfigError("a compress experiment needs a 'recipe'")
+        if self.recipe_overrides and self.recipe is None:
+            raise ConfigError("'recipe_overrides' needs a 'recipe'")
+
+    def load_recipe(self):
+        """The recipe with ``recipe_overrides`` applied."""
+        from slimbert.recipe import Recipe
+
+        recipe = Recipe.from_file(self.recipe)
+        return recipe.with_overrides(self.recipe_overrides) if self.recipe_overrides else recipe
 
     @property
     def output_dir(self) -> Path:

@@ -50,7 +50,7 @@ def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print,
         from slimbert.api import compress
 
         model = _bundle_from_config(exp) if exp.config else exp.model
-        out = compress(model, exp.task, exp.recipe, exp.output_dir, settings=_settings(exp),
+        out = compress(model, exp.task, exp.load_recipe(), exp.output_dir, settings=_settings(exp),
                        latency_grid=tuple(tuple(g) for g in exp.latency.grid), latency_budget_s=exp.latency.budget_s,
                        threads=exp.latency.threads, evaluate=exp.evaluate, latency=latency, overwrite=True, log=log)
         result = out.report

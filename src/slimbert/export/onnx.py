@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimbert.export.head_counts import pin_head_counts
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.module_kinds import float_equivalent
 from slimbert.models.structure import config_value, layer_views
@@ -91,7 +92,7 @@ def sample_batch(bundle: ModelBundle, batch: int = 2, seq: int = 16, seed: int =
 
 def float_export_model(bundle: ModelBundle) -> nn.Module:
     """A float, eager-attention copy of the bundle's model for export."""
-    model = float_equivalent(copy.deepcopy(bundle.model)).float().eval()
+    model = float_equivalent(copy.deepcopy(bundle.model)).float().cpu().eval()  # a model trained on a GPU too
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return model
@@ -170,10 +171,16 @@ def _fuse(src: Path, dst: Path, bundle: ModelBundle) -> dict[str, int]:
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     heads = config_value(bundle.model, "heads")
     hidden = config_value(bundle.model, "hidden")
-    # num_heads=0 lets the optimizer read head counts from the graph, right after head pruning.
     pruned_heads = any(v.num_heads != heads for v in layer_views(bundle.model))
-    optimized = optimize_model(str(src), model_type="bert", num_heads=0 if pruned_heads else heads,
-                               hidden_size=hidden, opt_level=1)
+    if pruned_heads:
+        # Layers have their own head counts: write them into the graph, then let the optimizer read
+        # them per layer (num_heads=0 and hidden_size=0 mean "detect").
+        pinned = src.with_name("pinned-heads.onnx")
+        pin_head_counts(src, pinned)
+        src, heads, hidden = pinned, 0, 0
+        # It then warns that a layer's attention width differs from the model width, which is the point.
+        logging.getLogger("fusion_attention").setLevel(logging.ERROR)
+    optimized = optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1)
     optimized.save_model_to_file(str(dst))
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 

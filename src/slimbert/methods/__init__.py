@@ -1,3 +1,3 @@
 """Compression methods, one subpackage per family; importing this package registers them all."""
 
-from slimbert.methods import distillation, quantization  # noqa: F401
+from slimbert.methods import distillation, pruning, quantization  # noqa: F401

@@ -52,6 +52,10 @@ class ArchSpec:
     cfg_layers: str | None = None
     cfg_heads: str | None = None
     cfg_intermediate: str | None = None
+    # attributes of the self-attention module that record its head count / total width (kept in step
+    # with the projections' shapes by head pruning; None where the architecture has no such attribute)
+    attn_heads_attr: str | None = "num_attention_heads"
+    attn_width_attr: str | None = "all_head_size"
     # the tensors the model takes (DistilBERT and RoBERTa have no token types)
     inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -129,6 +133,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         cfg_heads="n_heads",
         cfg_hidden="dim",
         cfg_intermediate="hidden_dim",
+        attn_heads_attr="n_heads",
+        attn_width_attr=None,
         inputs=("input_ids", "attention_mask"),
     ),
     # Non-transformer students (slimbert.models.nontransformer).
