@@ -153,7 +153,7 @@ def test_activation_quant_parameters():
     obs = RangeObserver("percentile", 99.0)
     obs.observe(torch.linspace(-1, 1, 1001))
     low, high = obs.range()
-    assert low == pytest.approx(-0.98, abs=1e-3) and high == pytest.approx(0.98, abs=1e-3)
+    assert low == pytest.approx(-0.98, abs=3e-3) and high == pytest.approx(0.98, abs=3e-3)  # nearest rank
 
 
 def _tiny_problem():

@@ -7,7 +7,8 @@ modules and the ONNX transform use, so the two runtimes compute the same thing.
 
 Ranges: ``minmax`` (the smallest and largest value seen over all batches) or ``percentile``
 (the p-th and (100-p)-th percentiles of each batch, averaged over batches: robust to the rare
-outlier activations of BERT, at the price of clipping them).
+outlier activations of BERT, at the price of clipping them). Linears that read the same tensor
+(q, k and v) share one measurement per batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from slimbert.methods.quantization.modules import UINT8_MIDPOINT
 from slimbert.training.evaluate import length_sorted_batches
 
 UINT8_MAX = 255
-PERCENTILE_SAMPLE = 1 << 20  # values per batch used for percentiles (torch.quantile's input limit is 16M)
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,21 @@ class RangeObserver:
         self.lows: list[float] = []
         self.highs: list[float] = []
 
-    def observe(self, x: torch.Tensor) -> None:
+    def measure(self, x: torch.Tensor) -> tuple[float, float]:
+        """[low, high] of one batch's tensor."""
         x = x.detach().float().reshape(-1)
         if self.method == "minmax":
-            self.lows.append(float(x.min()))
-            self.highs.append(float(x.max()))
-            return
-        if x.numel() > PERCENTILE_SAMPLE:  # a fixed-stride sample keeps quantile() within its limits
-            x = x[:: x.numel() // PERCENTILE_SAMPLE + 1]
-        q = torch.tensor([1 - self.percentile / 100, self.percentile / 100])
-        low, high = torch.quantile(x, q).tolist()
+            return float(x.min()), float(x.max())
+        n = x.numel()
+        k = min(n, max(1, round(n * (1 - self.percentile / 100))))  # rank of the low percentile (k-th smallest)
+        return float(x.kthvalue(k).values), float(x.kthvalue(n + 1 - k).values)
+
+    def add(self, low: float, high: float) -> None:
         self.lows.append(low)
         self.highs.append(high)
+
+    def observe(self, x: torch.Tensor) -> None:
+        self.add(*self.measure(x))
 
     def range(self) -> tuple[float, float]:
         if not self.lows:
@@ -86,7 +89,14 @@ def observe_inputs(model: nn.Module, modules: dict[str, nn.Module], dataset: Enc
                    ) -> dict[str, tuple[float, float]]:
     """[low, high] of the input of each of ``modules`` (by path) over ``dataset`` run through ``model``."""
     observers = {path: RangeObserver(method, percentile) for path in modules}
-    hooks = [module.register_forward_pre_hook(lambda _m, args, path=path: observers[path].observe(args[0]))
+    last: list = [None, None]  # the tensor measured last and its range (q, k and v see it in a row)
+
+    def hook(path: str, x: torch.Tensor) -> None:
+        if x is not last[0]:
+            last[:] = [x, observers[path].measure(x)]
+        observers[path].add(*last[1])
+
+    hooks = [module.register_forward_pre_hook(lambda _m, args, path=path: hook(path, args[0]))
              for path, module in modules.items()]
     collate = PadCollator(pad_token_id)
     was_training = model.training
@@ -96,6 +106,7 @@ def observe_inputs(model: nn.Module, modules: dict[str, nn.Module], dataset: Enc
             batch = collate([dataset[i] for i in idx])
             batch.pop("labels")
             model(**batch)
+            last[:] = [None, None]
     finally:
         for h in hooks:
             h.remove()

@@ -62,8 +62,8 @@ def gobo_encode(w: torch.Tensor, bits: int = 3, outlier_std: float = DEFAULT_OUT
     error = (inliers - centroids[assign]).abs().sum()
     iterations = 0
     for iterations in range(1, max_iterations + 1):
-        sums = torch.zeros_like(centroids).index_add_(0, assign, inliers)
-        counts = torch.zeros_like(centroids).index_add_(0, assign, torch.ones_like(inliers))
+        sums = torch.bincount(assign, weights=inliers, minlength=centroids.numel()).float()
+        counts = torch.bincount(assign, minlength=centroids.numel()).float()
         moved = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)  # empty clusters stay put
         moved_assign = nearest(inliers, moved)
         moved_error = (inliers - moved[moved_assign]).abs().sum()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimbert.methods.quantization.ternary import ternarize_lat, ternarize_twn
-from slimbert.methods.quantization.uniform import check_bits, dequantize_groups, qmax, quantize_groups
+from slimbert.methods.quantization.uniform import check_bits, dequantize_groups, num_groups, qmax, quantize_groups
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -108,8 +108,9 @@ class TernaryWeightQuantizer(WeightQuantizer):
 
     LAT needs the diagonal curvature that Adam estimates; the loop's optimizer is not visible to
     methods, so this module keeps its own moving average of squared gradients
-    (``second_moment``, updated by :class:`SecondMomentCallback` with Adam's beta2) and uses
-    ``d = sqrt(second_moment) + eps`` as Adam does.
+    (``second_moment``, updated by the ternary method's callback with Adam's beta2) and uses
+    ``d = sqrt(second_moment) + eps`` as Adam does. The last alpha (``alpha``) warm-starts the
+    next step's alternation, which then usually needs a single iteration.
     """
 
     bits = 2
@@ -122,11 +123,17 @@ class TernaryWeightQuantizer(WeightQuantizer):
         if mode == "lat" and shape is None:
             raise ValueError("loss-aware ternarization needs the weight shape (for its curvature estimate)")
         self.mode, self.row_block, self.eps = mode, row_block, eps
-        self.register_buffer("second_moment", torch.zeros(shape) if mode == "lat" else None)
+        lat = mode == "lat"
+        self.register_buffer("second_moment", torch.zeros(shape) if lat else None)
+        self.register_buffer("alpha", torch.zeros(num_groups(shape[0], row_block), 1) if lat else None)
 
     def quantize(self, w):
         if self.mode == "lat" and bool((self.second_moment > 0).any()):
-            return ternarize_lat(w, self.second_moment.sqrt() + self.eps, self.row_block)
+            warm = self.alpha if bool((self.alpha > 0).all()) else None
+            codes, alpha = ternarize_lat(w, self.second_moment.sqrt() + self.eps, self.row_block, initial_alpha=warm)
+            if self.training:
+                self.alpha.copy_(alpha)
+            return codes, alpha
         return ternarize_twn(w, self.row_block)  # LAT before any gradient: D is unknown, use TWN
 
     def extra_repr(self) -> str:
@@ -137,7 +144,8 @@ class FakeQuantLinear(nn.Module):
     """Training wrapper of an ``nn.Linear``: fake-quantized weight and (optionally) input.
 
     ``linear.weight`` is the latent fp32 weight the optimizer updates; ``act_range`` (None when
-    activations stay fp32) tracks the input range.
+    activations stay fp32) tracks the input range. In eval mode the weights do not change, so
+    the quantized weight is computed once and reused until the wrapper goes back to training.
     """
 
     def __init__(self, linear: nn.Linear, weight_quantizer: WeightQuantizer, act_bits: int | None = 8,
@@ -147,6 +155,18 @@ class FakeQuantLinear(nn.Module):
         self.weight_quantizer = weight_quantizer
         self.act_bits = act_bits
         self.act_range = EmaAbsMax(momentum) if act_bits else None
+        self._eval_weight: torch.Tensor | None = None
+
+    def train(self, mode: bool = True) -> "FakeQuantLinear":
+        self._eval_weight = None
+        return super().train(mode)
+
+    def quantized_weight(self) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            return self.weight_quantizer(self.linear.weight)
+        if self._eval_weight is None:
+            self._eval_weight = self.weight_quantizer(self.linear.weight)
+        return self._eval_weight
 
     @property
     def in_features(self) -> int:
@@ -163,7 +183,7 @@ class FakeQuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act_range is not None:
             x = fake_quantize_activation(x, self.act_range(x), self.act_bits)
-        return F.linear(x, self.weight_quantizer(self.linear.weight), self.linear.bias)
+        return F.linear(x, self.quantized_weight(), self.linear.bias)
 
 
 class FakeQuantEmbedding(nn.Module):

@@ -43,12 +43,21 @@ def ternarize_twn(w: torch.Tensor, row_block: int | None = None) -> tuple[torch.
 
 
 def ternarize_lat(w: torch.Tensor, curvature: torch.Tensor, row_block: int | None = None,
-                  iterations: int = LAT_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss-aware ternary codes and scales of ``w`` (R, C) with diagonal ``curvature`` d (R, C) > 0."""
+                  iterations: int = LAT_ITERATIONS, initial_alpha: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss-aware ternary codes and scales of ``w`` (R, C) with diagonal ``curvature`` d (R, C) > 0.
+
+    ``initial_alpha`` (Gr, 1) warm-starts the alternation (during training the previous step's
+    alpha is nearly a fixed point already); by default it starts from the TWN solution.
+    """
     w = w.detach().float()
     rows, cols = w.shape
     magnitude = w.abs()
-    codes, alpha = ternarize_twn(w, row_block)
+    if initial_alpha is None:
+        codes, alpha = ternarize_twn(w, row_block)
+    else:
+        alpha = initial_alpha
+        codes = _ternary_codes(w, expand_groups(alpha / 2, row_block, None, rows, cols))
     for _ in range(iterations):
         kept = codes.abs().float()
         num = group_reduce(curvature * magnitude * kept, row_block, None, "sum")

@@ -78,9 +78,19 @@ def group_index(size: int, block: int | None, device=None) -> torch.Tensor:
     return torch.arange(size, device=device) // block_size(size, block)
 
 
+def _even_blocks(rows: int, cols: int, row_block: int | None, col_block: int | None) -> tuple[int, int] | None:
+    """(row block, column block) lengths when both divide the matrix evenly (the fast, reshape-only path)."""
+    rb, cb = block_size(rows, row_block), block_size(cols, col_block)
+    return (rb, cb) if rows % rb == 0 and cols % cb == 0 else None
+
+
 def expand_groups(values: torch.Tensor, row_block: int | None, col_block: int | None, rows: int, cols: int
                   ) -> torch.Tensor:
     """Per-group values (Gr, Gc) broadcast to every element of an (R, C) matrix."""
+    even = _even_blocks(rows, cols, row_block, col_block)
+    if even is not None:
+        gr, gc = values.shape
+        return values[:, None, :, None].expand(gr, even[0], gc, even[1]).reshape(rows, cols)
     r = group_index(rows, row_block, values.device)
     c = group_index(cols, col_block, values.device)
     return values[r][:, c]
@@ -90,10 +100,14 @@ def group_reduce(values: torch.Tensor, row_block: int | None, col_block: int | N
                  ) -> torch.Tensor:
     """Reduce ``values`` (R, C) over each group: (Gr, Gc).
 
-    ``reduce`` is a :meth:`torch.Tensor.scatter_reduce` reduction ("amax", "sum", "mean", ...).
+    ``reduce`` is one of "amax", "amin", "sum", "mean".
     """
     rows, cols = values.shape
     gr, gc = num_groups(rows, row_block), num_groups(cols, col_block)
+    even = _even_blocks(rows, cols, row_block, col_block)
+    if even is not None:  # reshape to (Gr, rb, Gc, cb) and reduce the block dims with native kernels
+        blocks = values.reshape(gr, even[0], gc, even[1])
+        return getattr(blocks, reduce)(dim=(1, 3))
     r = group_index(rows, row_block, values.device)
     c = group_index(cols, col_block, values.device)
     flat_group = (r[:, None] * gc + c[None, :]).reshape(-1)  # (R*C,)
