@@ -230,3 +230,21 @@ def test_gate_in_a_method_reports_and_keeps_fp32_layers_out_of_the_onnx_graph(tr
     quantized = method.apply(teacher.clone(), method.config_cls(max_metric_drop=50.0, on_exceed="fallback"), ctx)
     assert any("accuracy gate passed" in n for n in ctx.notes)
     assert len(quantized.onnx_transforms[-1]["activations"]) == 6 * len(layer_views(quantized.model))
+
+
+def test_shipped_static_int8_recipe_compresses_a_bert(trained_bert, tiny_glue, tmp_path):
+    from pathlib import Path
+
+    from slimbert.api import compress
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "static-int8.yaml"
+    result = compress(str(trained_bert), "sst2", recipe, tmp_path / "out", settings=RunSettings(data_dir=str(tiny_glue)),
+                      latency=False, log=lambda _: None)
+    report = result.report
+    base, comp = report["baseline"], report["compressed"]
+    assert comp["metrics"]["accuracy"] >= base["metrics"]["accuracy"] - 0.01  # within the recipe's 1-point gate
+    assert comp["metrics_onnx"]["accuracy"] >= base["metrics"]["accuracy"] - 0.02
+    assert report["ratios"]["size_no_embeddings"] > 2.5  # int8 encoder on disk
+    assert all(c["realized"] for c in report["claims"])
+    assert any("accuracy gate passed" in n for n in report["notes"])
+    assert isinstance(layer_views(result.bundle.model)[0].ffn_in, Int8StaticLinear)
