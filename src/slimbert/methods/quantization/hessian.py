@@ -32,19 +32,15 @@ def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     return float(sum((x * y).sum() for x, y in zip(a, b)))
 
 
-def top_eigenvalue(grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor], iterations: int = 20,
-                   tol: float = 1e-3, seed: int = 0) -> float:
-    """Largest-magnitude eigenvalue of the Hessian block of ``params`` by power iteration.
-
-    Stops when the Rayleigh quotient changes by less than ``tol`` (relative) or after ``iterations``.
-    """
+def _power_iteration(matvec, params: Sequence[torch.Tensor], iterations: int, tol: float, seed: int) -> float:
+    """Dominant (largest-magnitude) eigenvalue of the symmetric operator ``matvec`` by power iteration."""
     gen = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=gen).to(p) for p in params]
     norm = math.sqrt(_dot(v, v))
     v = [x / norm for x in v]
     eigenvalue = 0.0
     for i in range(iterations):
-        hv = hessian_vector_product(grads, params, v)
+        hv = matvec(v)
         new = _dot(v, hv)  # Rayleigh quotient (v has unit norm)
         norm = math.sqrt(_dot(hv, hv))
         if norm == 0:
@@ -54,6 +50,25 @@ def top_eigenvalue(grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor]
             return new
         eigenvalue = new
     return eigenvalue
+
+
+def top_eigenvalue(grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor], iterations: int = 20,
+                   tol: float = 1e-3, seed: int = 0) -> float:
+    """Largest (algebraic) eigenvalue of the Hessian block of ``params``, by power iteration.
+
+    Power iteration finds the eigenvalue of largest magnitude, which for an indefinite Hessian
+    may be a negative one; then a second run on the shifted operator ``H - lambda_1 I`` (whose
+    eigenvalues are all >= 0) finds the top one. Each run stops when the Rayleigh quotient changes
+    by less than ``tol`` (relative) or after ``iterations`` Hessian-vector products.
+    """
+    dominant = _power_iteration(lambda v: hessian_vector_product(grads, params, v), params, iterations, tol, seed)
+    if dominant >= 0:
+        return dominant
+
+    def shifted(v):
+        return [h - dominant * x for h, x in zip(hessian_vector_product(grads, params, v), v)]
+
+    return _power_iteration(shifted, params, iterations, tol, seed + 1) + dominant
 
 
 def sensitivity(eigenvalues: Sequence[float]) -> float:
