@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from slimbert.data.encoding import EncodedDataset, encode
 from slimbert.data.loaders import TaskData
 from slimbert.data.tasks import TaskSpec
+from slimbert.errors import SlimbertError
 from slimbert.training.config import TrainConfig
 from slimbert.training.evaluate import evaluate
 
@@ -113,10 +114,20 @@ class StepContext:
     step_index: int = 0
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    _baseline_metrics: dict[str, float] | None = field(default=None, repr=False)
 
     @property
     def task(self) -> TaskSpec:
         return self.data.task
+
+    def baseline_metrics(self) -> dict[str, float]:
+        """Task metrics of the recipe's input model (``teacher``), evaluated once per run and cached;
+        what accuracy gates compare with."""
+        if self.teacher is None:
+            raise SlimbertError("no input model to compare with: this step context has no teacher")
+        if self._baseline_metrics is None:
+            self._baseline_metrics = self.data.evaluate(self.teacher.model, self.teacher.tokenizer)
+        return self._baseline_metrics
 
     def claim(self, gain: str, runtime: str, realized: bool, detail: str) -> None:
         self.claims.append(Claim(gain, runtime, realized, detail))

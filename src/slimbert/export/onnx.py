@@ -8,7 +8,9 @@ Steps, each checked against PyTorch on a padded sample batch:
    LayerNorm on that graph (measured 5-28% slower without fusion, shared/docs/RUNTIMES.md).
 2. Fuse with ``onnxruntime.transformers.optimizer`` (skipped, with a note, if outputs drift).
 3. Apply the bundle's registered ONNX transforms in order (e.g. ``ort-dynamic-int8``), which is
-   how a method states what its model should become on ONNX Runtime.
+   how a method states what its model should become on ONNX Runtime. A transform registered
+   with ``on_unfused_graph=True`` (static int8 QDQ) needs the graph before step 2, so the offline
+   fusions are skipped for such bundles (ONNX Runtime still fuses LayerNorm/GELU at load time).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from slimbert.models.structure import config_value, layer_views
 
 OnnxTransform = Callable[[Path, Path, dict[str, Any]], None]
 _TRANSFORMS: dict[str, OnnxTransform] = {}
+_ON_UNFUSED_GRAPH: set[str] = set()
 
 
 @contextmanager
@@ -48,11 +51,16 @@ def quiet_root_logging(level: int = logging.ERROR):
         root.setLevel(previous)
 
 
-def register_onnx_transform(name: str) -> Callable[[OnnxTransform], OnnxTransform]:
-    """Register ``fn(src_path, dst_path, params)``, referenced from bundles as ``{"name": name, **params}``."""
+def register_onnx_transform(name: str, *, on_unfused_graph: bool = False) -> Callable[[OnnxTransform], OnnxTransform]:
+    """Register ``fn(src_path, dst_path, params)``, referenced from bundles as ``{"name": name, **params}``.
+
+    ``on_unfused_graph``: the transform needs the plain exported graph (no ORT contrib-op fusions).
+    """
 
     def decorator(fn: OnnxTransform) -> OnnxTransform:
         _TRANSFORMS[name] = fn
+        if on_unfused_graph:
+            _ON_UNFUSED_GRAPH.add(name)
         return fn
 
     return decorator
@@ -144,7 +152,11 @@ def export_onnx(bundle: ModelBundle, path: str | Path, *, optimize: bool = True,
                               input_names=list(names), output_names=["logits"], dynamic_axes=dynamic,
                               opset_version=opset)
         current = raw
-        if optimize and bundle.arch.is_transformer:
+        unfused = [t["name"] for t in bundle.onnx_transforms if t["name"] in _ON_UNFUSED_GRAPH]
+        if unfused and optimize:
+            result.notes.append(f"offline ONNX Runtime fusions skipped: {', '.join(unfused)} works on the unfused "
+                                "graph (the session still fuses LayerNorm/GELU when it loads)")
+        if optimize and bundle.arch.is_transformer and not unfused:
             fused = Path(tmp) / "fused.onnx"
             stats = _fuse(raw, fused, bundle)
             diff = _max_diff(fused, batch, reference)

@@ -1,26 +1,20 @@
-"""Symmetric int8 quantization math shared by the int8 methods.
+"""Symmetric int8 quantization shared by the int8 methods.
 
 Symmetric linear quantization (Q8BERT, Zafrir et al. 2019; Jacob et al. 2018): ``q = round(x / s)``
 clamped to [-127, 127] with ``s = max|x| / 127``; dequantization is ``q * s``. Weights use one
 scale per output channel (row); activations one scale per token (row of the flattened input).
+The b-bit generalisation lives in :mod:`slimbert.methods.quantization.uniform`.
 """
 
 from __future__ import annotations
 
 import torch
 
-QMAX = 127
+from slimbert.methods.quantization.uniform import qmax, quantize_symmetric, symmetric_scale
 
+QMAX = qmax(8)
 
-def symmetric_scale(x: torch.Tensor, dim: int | None) -> torch.Tensor:
-    """max|x| / 127 over ``dim`` (kept as a size-1 dim), or over all of x when dim is None."""
-    amax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
-    return (amax / QMAX).clamp_min(1e-12)
-
-
-def quantize_symmetric(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int8 codes of ``x`` for ``scale`` (broadcastable to x)."""
-    return torch.clamp(torch.round(x / scale), -QMAX, QMAX).to(torch.int8)
+__all__ = ["QMAX", "quantize_rows", "quantize_symmetric", "symmetric_scale"]
 
 
 def quantize_rows(weight: torch.Tensor, per_channel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,6 +3,9 @@
 ``Int8DynamicLinear`` keeps int8 weights with per-channel fp32 scales and quantizes activations
 per token at run time; the matrix product runs in int8 with int32 accumulation
 (``torch._int_mm``, a core PyTorch op, not the deprecated ``torch.ao.quantization`` API).
+``Int8StaticLinear`` has the same weights but a fixed activation scale and zero point, found by
+calibration (static post-training quantization) or learned during training (Q8BERT's moving
+averages); it computes what ONNX Runtime's QDQ graph computes.
 ``Int8Embedding`` keeps int8 rows with one scale per row and dequantizes only the looked-up rows.
 """
 
@@ -15,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimbert.methods.quantization.int8 import quantize_rows, symmetric_scale
+
+UINT8_MIDPOINT = 128  # uint8 activation codes are shifted by this into int8 for torch._int_mm
 from slimbert.models.module_kinds import register_module_kind
 
 
@@ -89,6 +94,65 @@ class Int8DynamicLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights + dynamic int8 activations"
+
+
+@register_module_kind
+class Int8StaticLinear(Int8DynamicLinear):
+    """Int8 weights and activations with a *fixed* activation quantizer (static int8).
+
+    Activations use ONNX Runtime's uint8 grid: ``x_q = clamp(round(x / s_x) + z, 0, 255)``
+    (round half to even, as ``QuantizeLinear``). Shifting by 128 puts the codes in int8 for
+    ``torch._int_mm``; the zero point is folded into the int32 accumulator with the weight row
+    sums: ``sum_k (x_q - z) w_k = sum_k (x_q - 128) w_k - (z - 128) sum_k w_k``.
+    A symmetric range (Q8BERT) is the special case ``z = 128``.
+
+    Buffers: those of :class:`Int8DynamicLinear` plus ``input_scale`` () fp32 and
+    ``input_zero_point`` () int32.
+    """
+
+    kind: ClassVar[str] = "int8_static_linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("input_scale", torch.ones(()))
+        self.register_buffer("input_zero_point", torch.tensor(UINT8_MIDPOINT, dtype=torch.int32))
+        self._row_sums: torch.Tensor | None = None  # derived from the weights, not stored
+
+    @classmethod
+    def from_float_static(cls, linear: nn.Linear, input_scale: float, input_zero_point: int,
+                          per_channel: bool = True) -> "Int8StaticLinear":
+        q = cls.from_float(linear, per_channel)
+        q.input_scale.fill_(input_scale)
+        q.input_zero_point.fill_(input_zero_point)
+        return q
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._row_sums = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def row_sums(self) -> torch.Tensor:
+        """sum_k W_q[o, k] per output row: (out,) int32."""
+        if self._row_sums is None or self._row_sums.device != self.weight_int8.device:
+            self._row_sums = self.weight_int8.sum(dim=1, dtype=torch.int32)
+        return self._row_sums
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features).float()  # (M, in)
+        zero_point = int(self.input_zero_point)
+        codes = (x2 / self.input_scale).round_().add_(zero_point).clamp_(0, 255)  # (M, in) uint8 grid
+        x_q = codes.sub_(UINT8_MIDPOINT).to(torch.int8)
+        acc = torch._int_mm(x_q, self.weight_int8.t())  # (M, out) int32
+        if zero_point != UINT8_MIDPOINT:
+            acc = acc - (zero_point - UINT8_MIDPOINT) * self.row_sums()
+        y = acc.to(torch.float32).mul_(self.input_scale * self.weight_scale)  # (M, out)
+        if self.bias is not None:
+            y = y.add_(self.bias)
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 weights + static int8 "
+                f"activations (scale={float(self.input_scale):.3g}, zero_point={int(self.input_zero_point)})")
 
 
 @register_module_kind
