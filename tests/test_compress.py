@@ -95,3 +95,26 @@ def test_bad_recipe_fails_before_any_work(tiny_bert_dir, tiny_glue, tmp_path):
     with pytest.raises(ConfigError):
         compress(tiny_bert_dir, "sst2", tmp_path / "missing.yaml", tmp_path / "out", settings=_settings(tiny_glue))
     assert not any(tmp_path.iterdir())
+
+
+def test_methods_compose_through_one_recipe(tiny_bert_dir, tiny_glue, tmp_path):
+    """Distil a smaller student, cut FFN neurons out of it, then quantize it: three families, one recipe."""
+    quick = {"learning_rate": 3e-3, "max_steps": 4, "batch_size": 16}
+    recipe = Recipe.from_dict({"steps": [
+        {"method": "student", "num_layers": 1, "layer_selection": "uniform"},
+        {"method": "distill", "logits_loss": "kl", "train": quick},
+        {"method": "prune-ffn", "fraction": 0.5, "rounds": 1, "importance_samples": 32, "train": quick},
+        {"method": "dynamic-int8"},
+    ]})
+    out = tmp_path / "out"
+    compress(tiny_bert_dir, "sst2", recipe, out, settings=_settings(tiny_glue), latency=False, log=lambda m: None)
+    report = json.loads((out / "report.json").read_text())
+    assert [s["method"] for s in report["steps"]] == ["student", "distill", "prune-ffn", "dynamic-int8"]
+    assert report["compressed"]["params"]["total"] < report["baseline"]["params"]["total"]
+    bundle = load_compressed(out)
+    assert bundle.model.config.num_hidden_layers == 1
+    enc = bundle.tokenizer(["a good movie", "a bad one"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch_logits = bundle.model(**enc).logits
+    assert torch_logits.shape == (2, 2) and torch.isfinite(torch_logits).all()
+    assert (out / "model.onnx").is_file()
