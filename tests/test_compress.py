@@ -118,3 +118,14 @@ def test_methods_compose_through_one_recipe(tiny_bert_dir, tiny_glue, tmp_path):
         torch_logits = bundle.model(**enc).logits
     assert torch_logits.shape == (2, 2) and torch.isfinite(torch_logits).all()
     assert (out / "model.onnx").is_file()
+
+
+def test_report_records_training_time_per_step(tiny_bert_dir, tiny_glue, tmp_path):
+    recipe = Recipe.from_dict({"steps": [{"method": "student", "num_layers": 1},
+                                         {"method": "distill", "train": {"max_steps": 3, "batch_size": 8}}]})
+    result = compress(tiny_bert_dir, "sst2", recipe, tmp_path / "out", settings=_settings(tiny_glue), latency=False,
+                      log=lambda m: None)
+    student, distill = result.report["steps"]
+    assert student["training"] == []
+    assert len(distill["training"]) == 1 and distill["training"][0]["steps"] == 3
+    assert distill["training"][0]["train_seconds"] > 0

@@ -56,9 +56,11 @@ def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings:
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         log(f"step {i + 1}/{len(recipe.steps)}: {step.method}")
         started = time.perf_counter()
+        ctx.training_runs = []
         bundle = method.apply(bundle, step.config, ctx)
+        # "seconds" is this process's wall time; "training" sums each run's time over resumes.
         record = {"method": step.method, "family": method.family, "config": to_plain(step.config),
-                  "seconds": round(time.perf_counter() - started, 2)}
+                  "seconds": round(time.perf_counter() - started, 2), "training": ctx.training_runs}
         bundle.history.append({"method": step.method, "config": record["config"]})
         steps.append(record)
     ctx.work_dir = work_dir

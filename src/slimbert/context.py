@@ -114,6 +114,8 @@ class StepContext:
     step_index: int = 0
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # One entry per training run of the current step: steps and training seconds summed over resumes.
+    training_runs: list[dict[str, Any]] = field(default_factory=list)
     _baseline_metrics: dict[str, float] | None = field(default=None, repr=False)
 
     @property
@@ -145,7 +147,7 @@ class StepContext:
 
         task = self.task
         tokenizer = bundle.tokenizer
-        return train(
+        result = train(
             bundle.model,
             train_set if train_set is not None else self.data.train_set(tokenizer),
             cfg,
@@ -158,3 +160,6 @@ class StepContext:
             regression=task.is_regression,
             description=description or name,
         )
+        self.training_runs.append({"name": name, "steps": result.steps,
+                                   "train_seconds": round(result.state.train_seconds, 1)})
+        return result

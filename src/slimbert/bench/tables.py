@@ -48,12 +48,22 @@ def latency_table(records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def training_cell(report: dict) -> str:
+    """Steps and training time of every step that trained (summed over resumes), or "none"."""
+    runs = [run for step in report.get("steps", []) for run in step.get("training", [])]
+    if not runs:
+        trained = [s for s in report.get("steps", []) if "training" not in s and s.get("config", {}).get("train")]
+        # Results recorded before per-run training times existed: the steps' wall time in this process.
+        return f"{sum(s['seconds'] for s in trained) / 60:.1f} min (wall)" if trained else "none"
+    return f"{sum(r['steps'] for r in runs):,} steps, {sum(r['train_seconds'] for r in runs) / 60:.1f} min"
+
+
 def quality_size_table(records: dict[str, dict]) -> str:
     """Task metric (PyTorch and ONNX Runtime), sizes and FLOPs, baseline vs compressed."""
     lines = [
         "| experiment | metric baseline | compressed PyTorch | compressed ORT | size MB (ratio) | ONNX MB (ratio) | "
-        "weights w/o embeddings MB (ratio) | params | GFLOPs (seq 128) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "weights w/o embeddings MB (ratio) | params | GFLOPs (seq 128) | training |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, record in records.items():
         if record["experiment"]["kind"] != "compress":
@@ -70,6 +80,6 @@ def quality_size_table(records: dict[str, dict]) -> str:
             f"{b.get('size_mb_onnx', 0):.1f} -> {c.get('size_mb_onnx', 0):.1f} ({_x(r.get('size_onnx'))}) | "
             f"{b['size_mb_no_embeddings']:.1f} -> {c['size_mb_no_embeddings']:.1f} ({_x(r['size_no_embeddings'])}) | "
             f"{b['params']['total'] / 1e6:.1f}M -> {c['params']['total'] / 1e6:.1f}M | "
-            f"{b['flops'] / 1e9:.2f} -> {c['flops'] / 1e9:.2f} |"
+            f"{b['flops'] / 1e9:.2f} -> {c['flops'] / 1e9:.2f} | {training_cell(rep)} |"
         )
     return "\n".join(lines)
