@@ -161,5 +161,5 @@ class StepContext:
             description=description or name,
         )
         self.training_runs.append({"name": name, "steps": result.steps,
-                                   "train_seconds": round(result.state.train_seconds, 1)})
+                                   "train_seconds": round(result.state.train_seconds, 3)})
         return result
