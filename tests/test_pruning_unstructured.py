@@ -228,3 +228,29 @@ def test_recipe_with_every_unstructured_method_validates():
                                          {"method": "lottery-ticket", "rounds": 2}]})
     assert recipe.steps[0].config.distill == TeacherDistillation()
     assert recipe.steps[1].config.sparsity is None
+
+
+def _pruned_copy(dense: nn.Module, keep_largest: bool) -> nn.Module:
+    """A copy of ``dense`` whose linear keeps its 3 largest (or 3 smallest) |W| of 6, stored sparse."""
+    linear = copy.deepcopy(dense.linear)
+    order = linear.weight.detach().abs().reshape(-1).argsort(descending=keep_largest)
+    with torch.no_grad():
+        linear.weight.view(-1)[order[3:]] = 0.0
+    pruned = nn.Module()
+    pruned.linear = SparseLinear.from_linear(linear)
+    return pruned
+
+
+def test_mask_overlap_with_magnitude_tells_magnitude_from_anti_magnitude_masks():
+    from slimbert.measure.mask_overlap import magnitude_overlap
+
+    dense = nn.Module()
+    dense.linear = nn.Linear(3, 2)  # 6 weights, half kept below
+    with torch.no_grad():
+        dense.linear.weight.copy_(torch.tensor([[0.1, -0.5, 0.3], [-0.2, 0.6, 0.05]]))
+    largest = magnitude_overlap(dense, _pruned_copy(dense, keep_largest=True))["linear"]
+    smallest = magnitude_overlap(dense, _pruned_copy(dense, keep_largest=False))["linear"]
+    assert largest["density"] == smallest["density"] == largest["random_overlap"] == 0.5
+    assert largest["overlap"] == 1.0 and smallest["overlap"] == 0.0
+    assert largest["kept_abs_mean"] == pytest.approx((0.5 + 0.6 + 0.3) / 3)
+    assert smallest["pruned_abs_mean"] == pytest.approx((0.5 + 0.6 + 0.3) / 3)
