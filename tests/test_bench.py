@@ -42,5 +42,7 @@ def test_runner_writes_result_json(tiny_bert_dir, tiny_glue, tmp_path):
     saved = json.loads((tmp_path / "results" / "tiny-int8.json").read_text())
     assert saved["command"].startswith("slimbert bench run") and saved["result"]["compressed"]["size_mb"] > 0
     assert record["experiment"]["name"] == "tiny-int8"
+    (tmp_path / "results" / "sparse-matmul.json").write_text(json.dumps({"rows": []}))  # not a bench record
     results = load_results(tmp_path / "results")
+    assert list(results) == ["tiny-int8"]
     assert "tiny-int8" in quality_size_table(results) and "b1s16" in latency_table(results)

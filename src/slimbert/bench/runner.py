@@ -116,4 +116,10 @@ def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=pri
 
 
 def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
+    """``{experiment name: record}`` for every ``slimbert bench run`` record in ``results_dir``.
+
+    Other JSON files there (e.g. ``sparse-matmul.json`` from :mod:`slimbert.measure.sparse_matmul`)
+    have no ``experiment`` block and are skipped.
+    """
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
+    return {name: record for name, record in records.items() if "experiment" in record}
