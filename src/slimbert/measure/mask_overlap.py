@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 from torch import nn
 
+from slimbert.methods.pruning.masks import topk_mask
 from slimbert.methods.pruning.sparse_storage import SparseLinear
 
 
@@ -40,11 +40,10 @@ def magnitude_overlap(dense: nn.Module, pruned: nn.Module) -> dict[str, dict[str
         k = int(kept.sum())
         if k == 0 or k == weight.numel():
             continue
-        top = torch.zeros(weight.numel(), dtype=torch.bool)
-        top[weight.reshape(-1).topk(k).indices] = True
+        top = topk_mask(weight, k).bool()  # what magnitude pruning keeps at this density
         rows[name] = {
             "density": k / weight.numel(),
-            "overlap": int((top & kept.reshape(-1)).sum()) / k,
+            "overlap": int((top & kept).sum()) / k,
             "random_overlap": k / weight.numel(),
             "kept_abs_mean": float(weight[kept].mean()),
             "pruned_abs_mean": float(weight[~kept].mean()),
