@@ -29,6 +29,9 @@ def test_bad_experiment(tmp_path):
     path.write_text("kind: compress\ntask: sst2\nmodel: m\nconfig: c.json\n")
     with pytest.raises(ConfigError, match="exactly one of 'model' or 'config'"):
         load_experiment(path)
+    path.write_text("kind: finetune\ntask: sst2\nmodel: m\nstart_from: minilm-l6\n")
+    with pytest.raises(ConfigError, match="'start_from' applies to compress experiments only"):
+        load_experiment(path)
 
 
 def test_runner_writes_result_json(tiny_bert_dir, tiny_glue, tmp_path):

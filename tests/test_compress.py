@@ -16,6 +16,8 @@ from slimbert.io import load_compressed
 from slimbert.recipe import Recipe
 from slimbert.registry import register_method
 
+from helpers import make_tiny_model, vocabulary
+
 REPORT_SIDE_KEYS = {"metrics", "size_mb", "size_mb_no_embeddings", "params", "flops", "latency_ms"}
 
 
@@ -129,3 +131,54 @@ def test_report_records_training_time_per_step(tiny_bert_dir, tiny_glue, tmp_pat
     assert student["training"] == []
     assert len(distill["training"]) == 1 and distill["training"][0]["steps"] == 3
     assert distill["training"][0]["train_seconds"] > 0
+
+
+@dataclass(frozen=True)
+class RecordModelsConfig(MethodConfig):
+    pass
+
+
+@register_method("test-record-models", RecordModelsConfig, family="pruning")
+def _record_models(bundle, cfg, ctx):
+    """Notes which model the step was given and which teacher it has (tests ``start_from``)."""
+    ctx.note(f"student={bundle.source} teacher={ctx.teacher.source}")
+    return bundle
+
+
+def test_start_from_trains_another_model_with_the_input_as_teacher(tiny_bert_dir, tokenizer_dir, tiny_glue, tmp_path):
+    """Sanh et al.'s setting: the recipe starts from another checkpoint; the input model stays the
+    teacher of its steps and the report's baseline."""
+    start_dir = tmp_path / "start"
+    start_model = make_tiny_model("bert", start_dir, tokenizer_dir, seed=1)
+    recipe = Recipe.from_dict({"steps": [
+        {"method": "test-record-models"},
+        {"method": "magnitude", "mode": "one-shot", "finetune": False, "sparsity": 0.5},
+    ]})
+    out = tmp_path / "out"
+    result = compress(tiny_bert_dir, "sst2", recipe, out, settings=_settings(tiny_glue), latency=False,
+                      export=False, start_from=start_dir, log=lambda m: None)
+    report = result.report
+    assert report["start_from"] == str(start_dir) and report["model"] == str(tiny_bert_dir)
+    assert report["notes"][0].startswith(f"the recipe started from {start_dir}")
+    assert f"student={start_dir} teacher={tiny_bert_dir}" in report["notes"]
+    assert f"started from `{start_dir}`" in (out / "report.md").read_text()
+    # The kept weights are the start model's, not the input model's.
+    pruned = load_compressed(out).model.bert.encoder.layer[0].attention.self.query.dense_weight()
+    start = start_model.bert.encoder.layer[0].attention.self.query.weight
+    kept = pruned != 0
+    assert 0.4 < kept.float().mean() < 0.6
+    torch.testing.assert_close(pruned[kept], start[kept])
+
+
+def test_start_from_with_another_vocabulary_fails_before_any_work(tiny_bert_dir, tiny_glue, tmp_path):
+    from transformers import BertTokenizerFast
+
+    other_tokenizer = tmp_path / "other-tokenizer"
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(reversed(vocabulary()))}).save_pretrained(other_tokenizer)
+    start_dir = tmp_path / "start"
+    make_tiny_model("bert", start_dir, other_tokenizer)
+    recipe = Recipe.from_dict({"steps": [{"method": "dynamic-int8"}]})
+    with pytest.raises(SlimbertError, match="different vocabulary from the input model"):
+        compress(tiny_bert_dir, "sst2", recipe, tmp_path / "out", settings=_settings(tiny_glue), latency=False,
+                 start_from=start_dir, log=lambda m: None)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()

@@ -44,9 +44,13 @@ class CompressionResult:
 
 
 def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings: RunSettings, work_dir: Path,
-               log: Callable[[str], None] = print) -> tuple[ModelBundle, list[dict], StepContext]:
-    """Apply each step of ``recipe`` in order; return the model, a record of the steps and the context."""
-    teacher = bundle.clone()
+               log: Callable[[str], None] = print,
+               teacher: ModelBundle | None = None) -> tuple[ModelBundle, list[dict], StepContext]:
+    """Apply each step of ``recipe`` in order; return the model, a record of the steps and the context.
+
+    The steps' teacher (distillation, accuracy gates) is ``teacher``, by default a copy of ``bundle``.
+    """
+    teacher = teacher if teacher is not None else bundle.clone()
     steps = []
     ctx = StepContext(data=data, settings=settings, work_dir=work_dir, teacher=teacher)
     for i, step in enumerate(recipe.steps):
@@ -93,6 +97,30 @@ def describe(bundle: ModelBundle, artifact_dir: Path | None, onnx: OnnxExport | 
     return info
 
 
+def load_start_model(spec: str | os.PathLike | ModelBundle, task_spec, teacher: ModelBundle) -> ModelBundle:
+    """The model a recipe starts from when it is not the input model (``compress(start_from=...)``).
+
+    Movement pruning learns which weights move away from zero while the model learns the task, so
+    Sanh et al. start from the *pretrained* checkpoint and distil from a separately fine-tuned
+    teacher; starting from the teacher itself leaves the distillation gradient near zero and the
+    movement scores close to their random start. The two models must share a vocabulary, since the
+    teacher reads the student's token ids.
+    """
+    start = spec if isinstance(spec, ModelBundle) else load_model(spec, task_spec)
+    if start.tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
+        raise SlimbertError(
+            f"start_from {start.source} has a different vocabulary from the input model {teacher.source}: the teacher "
+            "would read the student's token ids wrongly. Start from the checkpoint the input model was fine-tuned "
+            "from (same tokenizer)."
+        )
+    if start.model.config.num_labels != teacher.model.config.num_labels:
+        raise SlimbertError(
+            f"start_from {start.source} predicts {start.model.config.num_labels} labels and the input model "
+            f"{teacher.source} {teacher.model.config.num_labels}; give a checkpoint without a task head or with this task's"
+        )
+    return start
+
+
 def _prepare_output(out: Path, overwrite: bool) -> tuple[Path, Path]:
     if out.exists() and not overwrite:
         raise SlimbertError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
@@ -119,11 +147,14 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
              out: str | os.PathLike, *, settings: RunSettings = RunSettings(), text_cols=None, label_col=None,
              regression: bool = False, latency: bool = True, latency_grid=DEFAULT_GRID, threads: int = 2,
              latency_budget_s: float = 20.0, export: bool = True, evaluate: bool = True, overwrite: bool = False,
+             start_from: str | os.PathLike | ModelBundle | None = None,
              log: Callable[[str], None] = print) -> CompressionResult:
     """Compress ``model`` on ``task`` with ``recipe``; write artifact + ONNX + report to ``out``.
 
     ``evaluate=False`` skips accuracy (shape-only runs on random weights: size and latency do
-    not depend on weight values).
+    not depend on weight values). ``start_from`` (e.g. ``minilm-l6``, the pretrained checkpoint)
+    makes the recipe start from that model instead of ``model``, which stays the teacher and the
+    baseline of the report (Sanh et al.'s setting for movement pruning; see :func:`load_start_model`).
     """
     recipe = load_recipe(recipe)  # a malformed recipe fails before anything else runs
     out = Path(out)
@@ -131,6 +162,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
     data = TaskDataset(task_spec, settings)
     task_spec = data.task
     baseline = model if isinstance(model, ModelBundle) else load_model(model, task_spec)
+    start = load_start_model(start_from, task_spec, baseline) if start_from is not None else None
     if evaluate:
         data.eval_sets(baseline.tokenizer)  # missing data fails now, not after an hour of work
     staging, work_dir = _prepare_output(out, overwrite)
@@ -142,10 +174,17 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
         base_onnx = export_onnx(baseline, base_dir / ONNX_NAME) if export else None
         base_info = describe(baseline, base_dir, base_onnx, data, evaluate)
 
-        compressed, steps, ctx = run_recipe(baseline.clone(), recipe, data, settings, work_dir, log)
+        if start is None:
+            compressed, steps, ctx = run_recipe(baseline.clone(), recipe, data, settings, work_dir, log)
+        else:
+            log(f"the recipe starts from {start.source}; {baseline.source} is its teacher and the baseline")
+            compressed, steps, ctx = run_recipe(start, recipe, data, settings, work_dir, log, teacher=baseline.clone())
         save_compressed(compressed, staging, extra={"task": task_spec.name, "recipe": recipe.to_dict()})
         comp_onnx = None
         notes = list(ctx.notes)
+        if start is not None:
+            notes.insert(0, f"the recipe started from {start.source}, not from the baseline model; the baseline "
+                            "was the teacher of its distillation steps")
         if export:
             try:
                 comp_onnx = export_onnx(compressed, staging / ONNX_NAME)
@@ -170,6 +209,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
         ratios = compute_ratios(base_info, comp_info)
         report = {
             "model": str(baseline.source),
+            "start_from": str(start.source) if start is not None else None,
             "task": task_spec.name,
             "recipe": recipe.to_dict(),
             "eval_examples": {s: len(d) for s, d in data.eval_sets(baseline.tokenizer).items()} if evaluate else {},

@@ -140,6 +140,9 @@ def compress(
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip latency measurement.")] = False,
     latency_budget: Annotated[float, typer.Option("--latency-budget", help="Seconds of timing per runtime and shape.")] = 20.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    start_from: Annotated[Optional[str], typer.Option(
+        "--start-from", help="Start the recipe from this model (e.g. minilm-l6, the pretrained checkpoint) instead of "
+                             "MODEL, which stays the teacher and the baseline (movement pruning's setting).")] = None,
     json_out: JsonOpt = False,
 ):
     """Run a recipe; write the compressed model, its ONNX export and the report card to OUT."""
@@ -148,7 +151,7 @@ def compress(
     settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len)
     result = run(model, task, recipe, out, settings=settings, text_cols=text_col, label_col=label_col,
                  regression=regression, latency=not no_latency, threads=threads, latency_budget_s=latency_budget,
-                 overwrite=overwrite, log=err.print)
+                 overwrite=overwrite, start_from=start_from, log=err.print)
     if json_out:
         console.print_json(json.dumps(result.report))
     else:

@@ -115,6 +115,8 @@ def render_markdown(report: dict) -> str:
         f"Model `{report['model']}`; steps: {steps}.",
         "",
     ]
+    if report.get("start_from"):
+        lines[-1:-1] = [f"The recipe started from `{report['start_from']}` and used the model above as its teacher."]
     if b["metrics"]:
         lines += [
             "## Task metrics (x100), evaluated on "

@@ -3,6 +3,7 @@
     name: dynamic-int8-minilm-sst2
     kind: compress                      # or finetune
     model: runs/teacher-minilm-sst2     # or config: configs/bert-base-uncased.json (+ tokenizer:)
+    start_from: minilm-l6               # optional: the recipe starts here; model stays teacher and baseline
     task: sst2
     recipe: recipes/dynamic-int8.yaml
     settings: {max_eval_samples: null}  # RunSettings fields
@@ -58,6 +59,7 @@ class Experiment:
     config: str | None = None
     tokenizer: str | None = None
     recipe: str | None = None
+    start_from: str | None = None
     settings: dict[str, int | float | str | None] = field(default_factory=dict)
     train: TrainSpec = TrainSpec()
     latency: LatencySpec = LatencySpec()
@@ -75,6 +77,8 @@ class Experiment:
             raise ConfigError("'config' (random weights) needs a 'tokenizer' model spec")
         if self.kind == "compress" and self.recipe is None:
             raise ConfigError("a compress experiment needs a 'recipe'")
+        if self.start_from is not None and self.kind != "compress":
+            raise ConfigError("'start_from' applies to compress experiments only")
         if self.recipe_overrides and self.recipe is None:
             raise ConfigError("'recipe_overrides' needs a 'recipe'")
 

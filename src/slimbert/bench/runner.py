@@ -52,7 +52,8 @@ def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print,
         model = _bundle_from_config(exp) if exp.config else exp.model
         out = compress(model, exp.task, exp.load_recipe(), exp.output_dir, settings=_settings(exp),
                        latency_grid=tuple(tuple(g) for g in exp.latency.grid), latency_budget_s=exp.latency.budget_s,
-                       threads=exp.latency.threads, evaluate=exp.evaluate, latency=latency, overwrite=True, log=log)
+                       threads=exp.latency.threads, evaluate=exp.evaluate, latency=latency, overwrite=True,
+                       start_from=exp.start_from, log=log)
         result = out.report
     record = {
         "experiment": to_plain(exp),
