@@ -158,3 +158,19 @@ def test_best_checkpoint_respects_eligibility(tiny_bert_dir, tiny_glue, tmp_path
                    tmp_path / "run", loss_terms=[TaskLoss(False)], callbacks=[_NotYet()],
                    evaluator=lambda m: {"accuracy": next(scores)}, main_metric="accuracy")
     assert result.state.best_step == 8 and result.best_metrics["accuracy"] == 0.2
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal(monkeypatch, capsys):
+    """In a log file (no terminal) the bar is invisible: status lines are printed instead."""
+    from slimbert.training import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "LOG_EVERY_S", 0.0)
+    bar = progress_module.TrainingProgress("tiny run", total_steps=4)
+    assert bar.plain_lines  # pytest captures stderr: not a terminal
+    with bar:
+        bar.advance_to(2, None, None, None)  # a resumed run starts at step 2
+        bar.advance_to(3, 0.5, 0.9, "accuracy")
+        bar.advance_to(4, 0.4, 0.9, "accuracy")
+    err = capsys.readouterr().err
+    assert "tiny run: step 3/4" in err and "loss 0.5000" in err and "best accuracy 0.9000" in err
+    assert "tiny run: step 4/4" in err and "step 2/4" not in err
