@@ -254,3 +254,43 @@ def test_mask_overlap_with_magnitude_tells_magnitude_from_anti_magnitude_masks()
     assert largest["overlap"] == 1.0 and smallest["overlap"] == 0.0
     assert largest["kept_abs_mean"] == pytest.approx((0.5 + 0.6 + 0.3) / 3)
     assert smallest["pruned_abs_mean"] == pytest.approx((0.5 + 0.6 + 0.3) / 3)
+
+
+def test_frozen_movement_mask_stops_following_the_scores():
+    torch.manual_seed(0)
+    module = MovementLinear(nn.Linear(8, 6))
+    with torch.no_grad():
+        module.scores.normal_()
+    module.keep_fraction = 0.5
+    before = module.current_mask().clone()
+    module.freeze()
+    assert module.frozen
+    with torch.no_grad():
+        module.scores.neg_()  # the scores would now pick the other half
+    assert torch.equal(module.current_mask(), before)
+    module(torch.randn(3, 8)).sum().backward()
+    assert module.scores.grad is None and module.weight.grad is not None  # no straight-through gradient
+    module.freeze(False)
+    assert not module.frozen and torch.equal(module.current_mask(), 1 - before)
+
+
+@pytest.mark.parametrize("variant", ["hard", "soft"])
+def test_movement_pruner_freezes_masks_after_the_ramp(tiny_model_dirs, ctx, variant):
+    from slimbert.methods.pruning.movement import movement_pruner
+
+    bundle = _bundle(tiny_model_dirs, "bert", ctx)
+    fields = {"sparsity": 0.7} if variant == "hard" else {"sparsity": None, "l1_weight": 2.0}
+    pruner, terms = movement_pruner(bundle, MovementConfig(variant=variant, freeze_mask_after_ramp=True, **fields))
+    pruner.update(0.5)
+    assert not any(m.frozen for m in pruner.modules)
+    pruner.update(1.0)
+    assert all(m.frozen for m in pruner.modules)
+    if variant == "soft":
+        assert terms[0].weight == 0.0  # the L1 term would move frozen scores
+    else:
+        assert all(float(m.current_mask().mean()) == pytest.approx(0.3, abs=0.01) for m in pruner.modules)
+    pruner.update(0.5)  # e.g. a schedule restarted: the masks follow the scores again
+    assert not any(m.frozen for m in pruner.modules)
+    unfrozen, _ = movement_pruner(_bundle(tiny_model_dirs, "bert", ctx), MovementConfig(variant=variant, **fields))
+    unfrozen.update(1.0)
+    assert not any(m.frozen for m in unfrozen.modules)  # Sanh et al.'s default: scores move to the end

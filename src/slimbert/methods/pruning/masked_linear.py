@@ -95,12 +95,33 @@ class MovementLinear(PrunableLinear):
                                                device=linear.weight.device))
         self.keep_fraction = 1.0
         self.threshold = 0.0
+        self._frozen_block_mask: torch.Tensor | None = None
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Fix the mask at the current scores (``frozen=False``: follow the scores again).
+
+        A frozen mask passes no gradient to the scores, so they stop changing and a resumed run
+        recomputes the same mask from its checkpointed scores.
+        """
+        self._frozen_block_mask = None
+        if frozen:
+            with torch.no_grad():
+                self._frozen_block_mask = self._binarize(self.scores.detach())
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_block_mask is not None
+
+    def _binarize(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.variant == "hard":
+            return TopKBinarizer.apply(scores, self.keep_fraction)
+        return ThresholdBinarizer.apply(scores, self.threshold)
 
     def block_mask(self) -> torch.Tensor:
-        """The 0/1 mask per block (out/rows, in/cols), differentiable w.r.t. the scores (STE)."""
-        if self.variant == "hard":
-            return TopKBinarizer.apply(self.scores, self.keep_fraction)
-        return ThresholdBinarizer.apply(self.scores, self.threshold)
+        """The 0/1 mask per block (out/rows, in/cols), differentiable w.r.t. the scores (STE) unless frozen."""
+        if self._frozen_block_mask is not None:
+            return self._frozen_block_mask
+        return self._binarize(self.scores)
 
     def current_mask(self) -> torch.Tensor:
         mask = self.block_mask()

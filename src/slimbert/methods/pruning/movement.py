@@ -66,8 +66,9 @@ class MovementPruner:
 
     def __init__(self, modules: list[MovementLinear], variant: Variant, *, sparsities: list[float] | None = None,
                  initial_sparsity: float = 0.0, threshold: float = 0.1, l1: ScoreL1 | None = None,
-                 l1_weight: float = 0.0):
+                 l1_weight: float = 0.0, freeze_after_ramp: bool = False):
         self.modules = modules
+        self.freeze_after_ramp = freeze_after_ramp
         self.variant = variant
         self.sparsities = sparsities
         self.initial_sparsity = initial_sparsity
@@ -82,8 +83,11 @@ class MovementPruner:
                 m.keep_fraction = 1.0 - (self.initial_sparsity + (final - self.initial_sparsity) * progress)
             else:
                 m.threshold = self.threshold * progress
-        if self.l1 is not None:
-            self.l1.weight = self.l1_weight * progress
+        frozen = self.freeze_after_ramp and progress >= 1.0
+        for m in self.modules:
+            m.freeze(frozen)
+        if self.l1 is not None:  # frozen masks: the scores must not move (a resume recomputes masks from them)
+            self.l1.weight = 0.0 if frozen else self.l1_weight * progress
 
     def score_parameters(self) -> list[nn.Parameter]:
         return [m.scores for m in self.modules]
@@ -98,6 +102,10 @@ class MovementFields(MethodConfig):
     threshold: float = 0.1  # soft: final tau on sigmoid(score)
     l1_weight: float = 5.0  # soft: final weight of mean(sigmoid(score)) in the loss; sets the sparsity, tune it
     score_learning_rate: float = 1e-2
+    # Fix the masks once the ramp is complete, so the cool-down fine-tunes the weights under one mask
+    # (as NNCF's movement sparsity does). Sanh et al. let the scores move to the end, which with a
+    # short budget keeps swapping kept weights in and out (see BENCHMARKS.md, movement pruning).
+    freeze_mask_after_ramp: bool = False
     schedule: CubicSchedule = CubicSchedule()
     distill: TeacherDistillation | None = None
     train: TrainConfig = TrainConfig(learning_rate=5e-5, epochs=1.0)
@@ -149,7 +157,8 @@ def movement_pruner(bundle: ModelBundle, cfg: MovementFields, block_of: BlockOf 
         sparsities = [sparsity_of(role) if sparsity_of else cfg.sparsity for role, _ in wrapped]
     l1 = ScoreL1(modules) if cfg.variant == "soft" else None
     pruner = MovementPruner(modules, cfg.variant, sparsities=sparsities, initial_sparsity=cfg.schedule.initial_sparsity,
-                            threshold=cfg.threshold, l1=l1, l1_weight=cfg.l1_weight)
+                            threshold=cfg.threshold, l1=l1, l1_weight=cfg.l1_weight,
+                            freeze_after_ramp=cfg.freeze_mask_after_ramp)
     return pruner, [l1] if l1 is not None else []
 
 
