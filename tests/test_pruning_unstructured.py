@@ -4,6 +4,7 @@ storage that really shrinks the file, save -> reload -> ONNX (resume: test_pruni
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -294,3 +295,20 @@ def test_movement_pruner_freezes_masks_after_the_ramp(tiny_model_dirs, ctx, vari
     unfrozen, _ = movement_pruner(_bundle(tiny_model_dirs, "bert", ctx), MovementConfig(variant=variant, **fields))
     unfrozen.update(1.0)
     assert not any(m.frozen for m in unfrozen.modules)  # Sanh et al.'s default: scores move to the end
+
+
+def test_mask_probe_ramps_each_ranking_to_the_kept_fraction(tiny_bert_dir, tiny_glue, tmp_path):
+    from slimbert.measure.mask_probe import main
+
+    out = tmp_path / "probe.json"
+    main(["--model", str(tiny_bert_dir), "--data-dir", str(tiny_glue), "--keep", "0.5", "--dense-steps", "4",
+          "--ramp-steps", "4", "--final-steps", "4", "--batch-size", "8", "--max-eval-samples", "16", "--threads", "1",
+          "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["command"].startswith("python -m slimbert.measure.mask_probe")
+    assert [r["ranking"] for r in record["runs"]] == ["movement", "magnitude", "random"]
+    for run in record["runs"]:
+        assert run["curve"][-1]["kept"] == pytest.approx(0.5)  # step 10: the ramp (steps 4-8) is done
+        assert 0.0 <= run["metrics"]["accuracy"] <= 1.0
+    with pytest.raises(SystemExit):
+        main(["--keep", "0"])
