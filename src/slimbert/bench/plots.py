@@ -84,7 +84,7 @@ def plot_figure(series: dict[str, list[dict]], title: str, path: str | Path) -> 
     for ax in (acc, size, latency):
         ax.set_xlabel(first["x_label"] or "x")
         ax.grid(alpha=0.3)
-    acc.legend()
+    acc.legend(loc="best", fontsize="small", framealpha=0.6)  # many series: keep it small, away from the points
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
