@@ -27,7 +27,7 @@ from slimbert.measure.flops import flops_per_example
 from slimbert.measure.latency import DEFAULT_GRID, LatencyTarget, measure_latency
 from slimbert.measure.size import MB, count_parameters, file_size, weight_bytes
 from slimbert.models.bundle import ModelBundle
-from slimbert.models.loading import load_model
+from slimbert.models.loading import check_head_matches_task, load_model
 from slimbert.recipe import Recipe, load_recipe
 from slimbert.registry import get_method
 from slimbert.report import attach_measurements, compute_ratios, render_markdown
@@ -107,16 +107,12 @@ def load_start_model(spec: str | os.PathLike | ModelBundle, task_spec, teacher: 
     teacher reads the student's token ids.
     """
     start = spec if isinstance(spec, ModelBundle) else load_model(spec, task_spec)
+    check_head_matches_task(start.model.config, task_spec, f"start_from {start.source}")
     if start.tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
         raise SlimbertError(
             f"start_from {start.source} has a different vocabulary from the input model {teacher.source}: the teacher "
             "would read the student's token ids wrongly. Start from the checkpoint the input model was fine-tuned "
             "from (same tokenizer)."
-        )
-    if start.model.config.num_labels != teacher.model.config.num_labels:
-        raise SlimbertError(
-            f"start_from {start.source} predicts {start.model.config.num_labels} labels and the input model "
-            f"{teacher.source} {teacher.model.config.num_labels}; give a checkpoint without a task head or with this task's"
         )
     return start
 
@@ -174,17 +170,16 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
         base_onnx = export_onnx(baseline, base_dir / ONNX_NAME) if export else None
         base_info = describe(baseline, base_dir, base_onnx, data, evaluate)
 
-        if start is None:
-            compressed, steps, ctx = run_recipe(baseline.clone(), recipe, data, settings, work_dir, log)
-        else:
-            log(f"the recipe starts from {start.source}; {baseline.source} is its teacher and the baseline")
-            compressed, steps, ctx = run_recipe(start, recipe, data, settings, work_dir, log, teacher=baseline.clone())
+        start_note = None
+        if start is not None:
+            start_note = (f"the recipe started from {start.source}, not from the baseline model; the baseline "
+                          "was the teacher of its distillation steps")
+            log(start_note)
+        compressed, steps, ctx = run_recipe(start if start is not None else baseline.clone(), recipe, data, settings,
+                                            work_dir, log, teacher=baseline.clone())
         save_compressed(compressed, staging, extra={"task": task_spec.name, "recipe": recipe.to_dict()})
         comp_onnx = None
-        notes = list(ctx.notes)
-        if start is not None:
-            notes.insert(0, f"the recipe started from {start.source}, not from the baseline model; the baseline "
-                            "was the teacher of its distillation steps")
+        notes = ([start_note] if start_note else []) + list(ctx.notes)
         if export:
             try:
                 comp_onnx = export_onnx(compressed, staging / ONNX_NAME)

@@ -66,9 +66,7 @@ def probe_ranking(model_spec: str, data: TaskDataset, ranking: str, *, keep: flo
                 for m in pruner.modules:
                     m.scores.copy_(m.weight.abs() if ranking == "magnitude" else torch.rand_like(m.scores))
             optimizer.param_groups[1]["lr"] = 0.0
-        progress = cubic_progress(step, dense_steps, dense_steps + ramp_steps)
-        for m in pruner.modules:
-            m.keep_fraction = 1.0 - (1.0 - keep) * progress
+        pruner.update(cubic_progress(step, dense_steps, dense_steps + ramp_steps))  # kept fraction 1 -> keep
         batch = collate([train_set[i] for i in order[(step * batch_size) % len(order):][:batch_size]])
         loss = model(**batch).loss  # the model's own task loss (cross-entropy / MSE)
         loss.backward()
