@@ -309,6 +309,38 @@ def test_mask_probe_ramps_each_ranking_to_the_kept_fraction(tiny_bert_dir, tiny_
     assert [r["ranking"] for r in record["runs"]] == ["movement", "magnitude", "random"]
     for run in record["runs"]:
         assert run["curve"][-1]["kept"] == pytest.approx(0.5)  # step 10: the ramp (steps 4-8) is done
+        assert run["cut_at_ramp_start"]["keep"] == 0.5 and run["cut_at_ramp_start"]["relative_output_error"] > 0
         assert 0.0 <= run["metrics"]["accuracy"] <= 1.0
     with pytest.raises(SystemExit):
         main(["--keep", "0"])
+
+
+def test_cut_error_tells_cancelling_removals_from_coherent_ones():
+    from slimbert.measure.mask_probe import cut_error
+
+    class Wrapped(nn.Module):
+        def __init__(self, linear):
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x):
+            return self.linear(x)
+
+    torch.manual_seed(0)
+    coherent = MovementLinear(nn.Linear(64, 8, bias=False))
+    with torch.no_grad():
+        coherent.weight.fill_(1.0)
+        coherent.scores[:, 32:] = 1.0  # the first 32 input columns score lowest: they go at keep 0.5
+    same_sign = {"x": torch.ones(16, 64)}  # every removed term W_ij x_tj = 1: d_ti = 32, spread sqrt(32)
+    cut = cut_error(Wrapped(coherent), [coherent], same_sign, keep=0.5)
+    assert cut["relative_output_error"] == pytest.approx(0.5)
+    assert cut["coherence"] == pytest.approx(32 ** 0.5, abs=1e-3)
+    assert coherent.keep_fraction == 1.0 and coherent.training  # the probe's state is left as it was
+
+    mixed = MovementLinear(nn.Linear(256, 64, bias=False))
+    with torch.no_grad():
+        mixed.weight.normal_()
+        mixed.scores.uniform_()
+    cut = cut_error(Wrapped(mixed), [mixed], {"x": torch.randn(64, 256)}, keep=0.5)
+    assert cut["coherence"] == pytest.approx((2 / torch.pi) ** 0.5, abs=0.05)  # independent signs cancel
+    assert cut["relative_output_error"] == pytest.approx(0.5 ** 0.5, abs=0.05)

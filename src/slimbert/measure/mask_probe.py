@@ -13,7 +13,9 @@ default the pretrained MiniLM with a new task head), for each ranking:
 
 Same seed, batches and learning rates for the three; plain task loss, no distillation. Reports the
 mean training loss per ``log_every`` steps, the share of the first matrix's mask that changed since
-the previous report, and dev metrics at the end. Run::
+the previous report, and dev metrics at the end. At the start of the ramp it also measures what
+cutting every matrix to ``keep`` at once by the ranking would do to the linears' outputs on that
+step's batch (:func:`cut_error`): how large the error is, and whether the removed terms cancel. Run::
 
     python -m slimbert.measure.mask_probe --model minilm-l6 --task sst2 --keep 0.5 \\
         --out benchmarks/results/mask-probe-sst2.json
@@ -33,11 +35,51 @@ from slimbert.data.encoding import PadCollator
 from slimbert.data.tasks import get_task
 from slimbert.environment import environment
 from slimbert.measure.latency import set_threads
+from slimbert.methods.pruning.masked_linear import MovementLinear
+from slimbert.methods.pruning.masks import keep_count, topk_mask
 from slimbert.methods.pruning.movement import MovementConfig, movement_pruner
 from slimbert.methods.pruning.schedules import cubic_progress
 from slimbert.models.loading import load_model
 
 RANKINGS = ("movement", "magnitude", "random")
+
+
+@torch.no_grad()
+def cut_error(model: torch.nn.Module, modules: list[MovementLinear], batch: dict, keep: float) -> dict[str, float]:
+    """What pruning each linear to ``keep`` by its current scores does to its output on ``batch``.
+
+    With x (tokens, in) the linear's input in a dense forward pass, y = x W^T and the removed part
+    d = x (W * (1 - M))^T (tokens, out), returns the means over the linears of
+
+    * ``relative_output_error``: ||d|| / ||y||;
+    * ``coherence``: mean over tokens and outputs of |d_ti| / sqrt(sum_j removed (W_ij x_tj)^2): about
+      0.8 (sqrt(2/pi)) when the removed terms W_ij x_tj have independent signs and cancel, larger when
+      they share a sign and add up.
+    """
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, args, out, i=i: inputs.__setitem__(i, args[0]))
+             for i, m in enumerate(modules)]
+    was_training, fractions = model.training, [m.keep_fraction for m in modules]
+    try:
+        for m in modules:
+            m.keep_fraction = 1.0
+        model.eval()(**batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, fraction in zip(modules, fractions):
+            m.keep_fraction = fraction
+        model.train(was_training)
+    errors, coherences = [], []
+    for i, m in enumerate(modules):
+        x = inputs[i].reshape(-1, m.in_features)  # (tokens, in)
+        removed = m.weight * (1.0 - topk_mask(m.scores, keep_count(m.scores.numel(), 1.0 - keep)))  # (out, in)
+        d = x @ removed.T  # (tokens, out)
+        spread = (x.square() @ removed.square().T).sqrt()  # (tokens, out): the size of d if the terms cancelled
+        errors.append(float(d.norm() / (x @ m.weight.T).norm()))
+        coherences.append(float((d.abs() / spread.clamp_min(1e-12)).mean()))
+    return {"keep": keep, "relative_output_error": round(sum(errors) / len(errors), 4),
+            "coherence": round(sum(coherences) / len(coherences), 4)}
 
 
 def probe_ranking(model_spec: str, data: TaskDataset, ranking: str, *, keep: float, dense_steps: int, ramp_steps: int,
@@ -58,7 +100,7 @@ def probe_ranking(model_spec: str, data: TaskDataset, ranking: str, *, keep: flo
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).tolist()
     collate = PadCollator(bundle.tokenizer.pad_token_id or 0, data.task.is_regression)
     total = dense_steps + ramp_steps + final_steps
-    curve, losses, previous_mask = [], [], None
+    curve, losses, previous_mask, first_cut = [], [], None, None
     model.train()
     for step in range(total):
         if step == dense_steps and ranking != "movement":  # fix the ranking; the scores stop learning
@@ -68,6 +110,9 @@ def probe_ranking(model_spec: str, data: TaskDataset, ranking: str, *, keep: flo
             optimizer.param_groups[1]["lr"] = 0.0
         pruner.update(cubic_progress(step, dense_steps, dense_steps + ramp_steps))  # kept fraction 1 -> keep
         batch = collate([train_set[i] for i in order[(step * batch_size) % len(order):][:batch_size]])
+        if step == dense_steps:
+            first_cut = cut_error(model, pruner.modules, batch, keep)
+            log(f"{ranking}: cutting to {keep} at the ramp start: {first_cut}")
         loss = model(**batch).loss  # the model's own task loss (cross-entropy / MSE)
         loss.backward()
         optimizer.step()
@@ -84,7 +129,7 @@ def probe_ranking(model_spec: str, data: TaskDataset, ranking: str, *, keep: flo
     model.eval()
     metrics = data.evaluate(model, bundle.tokenizer)
     log(f"{ranking}: dev {metrics}")
-    return {"ranking": ranking, "curve": curve, "metrics": metrics}
+    return {"ranking": ranking, "curve": curve, "cut_at_ramp_start": first_cut, "metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> None:
