@@ -46,6 +46,18 @@ def test_plots_are_written(tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)
 
 
+def test_a_figure_without_latency_says_so_in_its_latency_panel(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    texts = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", lambda self, x, y, s, **kw: texts.append(s))
+    records = {f"m{x}": _record("magnitude", x, 0.85, latency=None) for x in (0.5, 0.9)}
+    [path] = plot_results(records, tmp_path)
+    assert path.is_file() and texts == ["latency not measured\n(experiments run with --no-latency)"]
+    plot_results({"m": _record("magnitude", 0.5, 0.85)}, tmp_path)
+    assert len(texts) == 1  # measured latency: no note
+
+
 def test_recipe_overrides_merge_and_validate():
     recipe = Recipe.from_dict({"steps": [{"method": "magnitude", "sparsity": 0.5, "train": {"epochs": 2.0}}]})
     swept = recipe.with_overrides({"magnitude": {"sparsity": 0.9, "train": {"learning_rate": 1e-4}}})

@@ -81,6 +81,10 @@ def plot_figure(series: dict[str, list[dict]], title: str, path: str | Path) -> 
     _draw(latency, series, "latency_ms", "baseline_latency_ms", 1.0, colors=colors)
     _draw(latency, series, "pytorch_ms", "baseline_pytorch_ms", 1.0, linestyle=":", colors=colors)
     latency.set_ylabel(f"latency ms ({LATENCY_SHAPE}): ORT solid, PyTorch dotted")
+    if not any(p[key] is not None for pts in series.values() for p in pts for key in ("latency_ms", "pytorch_ms")):
+        latency.text(0.5, 0.5, "latency not measured\n(experiments run with --no-latency)", ha="center", va="center",
+                     transform=latency.transAxes)  # an empty panel would look like a plotting bug
+        latency.set_yticks([])
     for ax in (acc, size, latency):
         ax.set_xlabel(first["x_label"] or "x")
         ax.grid(alpha=0.3)
