@@ -182,3 +182,26 @@ def test_start_from_with_another_vocabulary_fails_before_any_work(tiny_bert_dir,
         compress(tiny_bert_dir, "sst2", recipe, tmp_path / "out", settings=_settings(tiny_glue), latency=False,
                  start_from=start_dir, log=lambda m: None)
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+
+
+@pytest.mark.parametrize("name", ["heads-ffn", "layers-ffn"])
+def test_shipped_multi_step_structured_recipes_run_reload_and_export(name, tiny_bert_dir, tiny_glue, tmp_path):
+    """The shipped recipes whose steps each change the architecture compose, reload and export."""
+    from pathlib import Path
+
+    from slimbert.models.structure import layer_views
+
+    recipe = Recipe.from_file(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml")
+    if name == "layers-ffn":  # the tiny model has 2 layers; the recipe drops 2 of MiniLM's 6
+        recipe = recipe.with_overrides({"drop-layers": {"num_drop": 1}})
+    settings = RunSettings(data_dir=str(tiny_glue), max_eval_samples=32, max_steps=2, batch_size=8)
+    out = tmp_path / "out"
+    compress(tiny_bert_dir, "sst2", recipe, out, settings=settings, latency=False, log=lambda m: None)
+    report = json.loads((out / "report.json").read_text())
+    assert report["compressed"]["flops"] < report["baseline"]["flops"]
+    bundle = load_compressed(out)
+    sizes = [view.intermediate_size for view in layer_views(bundle.model)]
+    assert all(size < bundle.model.config.intermediate_size for size in sizes)  # every layer lost FFN neurons
+    if name == "layers-ffn":
+        assert bundle.model.config.num_hidden_layers == 1
+    assert (out / "model.onnx").is_file()
