@@ -45,17 +45,9 @@ RANKINGS = ("movement", "magnitude", "random")
 
 
 @torch.no_grad()
-def cut_error(model: torch.nn.Module, modules: list[MovementLinear], batch: dict, keep: float) -> dict[str, float]:
-    """What pruning each linear to ``keep`` by its current scores does to its output on ``batch``.
-
-    With x (tokens, in) the linear's input in a dense forward pass, y = x W^T and the removed part
-    d = x (W * (1 - M))^T (tokens, out), returns the means over the linears of
-
-    * ``relative_output_error``: ||d|| / ||y||;
-    * ``coherence``: mean over tokens and outputs of |d_ti| / sqrt(sum_j removed (W_ij x_tj)^2): about
-      0.8 (sqrt(2/pi)) when the removed terms W_ij x_tj have independent signs and cancel, larger when
-      they share a sign and add up.
-    """
+def dense_inputs(model: torch.nn.Module, modules: list[MovementLinear], batch: dict) -> list[torch.Tensor]:
+    """Each module's input (..., in) in one forward pass of ``model`` on ``batch`` with every weight kept
+    (eval mode); the modules' kept fractions and the model's mode are restored afterwards."""
     inputs: dict[int, torch.Tensor] = {}
     hooks = [m.register_forward_hook(lambda mod, args, out, i=i: inputs.__setitem__(i, args[0]))
              for i, m in enumerate(modules)]
@@ -70,9 +62,24 @@ def cut_error(model: torch.nn.Module, modules: list[MovementLinear], batch: dict
         for m, fraction in zip(modules, fractions):
             m.keep_fraction = fraction
         model.train(was_training)
+    return [inputs[i] for i in range(len(modules))]
+
+
+@torch.no_grad()
+def cut_error(model: torch.nn.Module, modules: list[MovementLinear], batch: dict, keep: float) -> dict[str, float]:
+    """What pruning each linear to ``keep`` by its current scores does to its output on ``batch``.
+
+    With x (tokens, in) the linear's input in a dense forward pass, y = x W^T and the removed part
+    d = x (W * (1 - M))^T (tokens, out), returns the means over the linears of
+
+    * ``relative_output_error``: ||d|| / ||y||;
+    * ``coherence``: mean over tokens and outputs of |d_ti| / sqrt(sum_j removed (W_ij x_tj)^2): about
+      0.8 (sqrt(2/pi)) when the removed terms W_ij x_tj have independent signs and cancel, larger when
+      they share a sign and add up.
+    """
     errors, coherences = [], []
-    for i, m in enumerate(modules):
-        x = inputs[i].reshape(-1, m.in_features)  # (tokens, in)
+    for m, x in zip(modules, dense_inputs(model, modules, batch)):
+        x = x.reshape(-1, m.in_features)  # (tokens, in)
         removed = m.weight * (1.0 - topk_mask(m.scores, keep_count(m.scores.numel(), 1.0 - keep)))  # (out, in)
         d = x @ removed.T  # (tokens, out)
         spread = (x.square() @ removed.square().T).sqrt()  # (tokens, out): the size of d if the terms cancelled
