@@ -36,7 +36,7 @@ from slimbert.data.tasks import get_task
 from slimbert.environment import environment
 from slimbert.measure.latency import set_threads
 from slimbert.methods.pruning.masked_linear import MovementLinear
-from slimbert.methods.pruning.masks import keep_count, topk_mask
+from slimbert.methods.pruning.masks import TopKBinarizer
 from slimbert.methods.pruning.movement import MovementConfig, movement_pruner
 from slimbert.methods.pruning.schedules import cubic_progress
 from slimbert.models.loading import load_model
@@ -80,7 +80,7 @@ def cut_error(model: torch.nn.Module, modules: list[MovementLinear], batch: dict
     errors, coherences = [], []
     for m, x in zip(modules, dense_inputs(model, modules, batch)):
         x = x.reshape(-1, m.in_features)  # (tokens, in)
-        removed = m.weight * (1.0 - topk_mask(m.scores, keep_count(m.scores.numel(), 1.0 - keep)))  # (out, in)
+        removed = m.weight * (1.0 - TopKBinarizer.apply(m.scores, keep))  # (out, in): the hard variant's mask
         d = x @ removed.T  # (tokens, out)
         spread = (x.square() @ removed.square().T).sqrt()  # (tokens, out): the size of d if the terms cancelled
         errors.append(float(d.norm() / (x @ m.weight.T).norm()))
