@@ -84,3 +84,18 @@ def real_glue() -> Path:
 
 
 __all__ = ["TINY_WORDS"]
+
+
+# The method x architecture matrix (test_method_matrix.py) may not skip a case: a skipped case is an untested method.
+_MATRIX_SKIPS: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.nodeid.startswith("tests/test_method_matrix.py"):
+        _MATRIX_SKIPS.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _MATRIX_SKIPS:
+        print("\nmethod matrix cases were skipped (every case must run):\n  " + "\n  ".join(_MATRIX_SKIPS))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -114,3 +114,36 @@ def write_tiny_glue(root: Path, n_train: int = 256, n_dev: int = 64, seed: int =
             lines.append(f"src\t{y}\t\t{_sentence(rng, y)}\n")
         (d / f"{split}.tsv").write_text("".join(lines))
     return root
+
+
+def synthetic_card(accuracy: float = 0.9, baseline_accuracy: float = 0.9, size_mb: float = 90.0,
+                   baseline_size_mb: float = 90.0, latency_ms: float | None = 10.0, baseline_latency_ms: float = 12.0,
+                   task: str = "sst2"):
+    """A typed report card with the given headline figures (everything else plausible filler), for table and
+    plot tests that need no real run."""
+    from slimbert.measure.latency import LatencyStats
+    from slimbert.report.card import Environment, ModelMeasurements, ParamCounts, ReportCard
+
+    def stats(ms):
+        return {"onnxruntime": {"b1s128": LatencyStats(ms, ms, ms, ms, ms, 5)}} if ms is not None else {}
+
+    def side(acc, size, ms):
+        return ModelMeasurements(metrics={"accuracy": acc}, size_mb=size, size_mb_no_embeddings=size / 2,
+                                 weights_mb=size, params=ParamCounts(1000, 500, 1000), flops=10**9, latency_ms=stats(ms))
+
+    env = Environment(date="2026-01-01T00:00:00+00:00", python="3.11", platform="test", cpu="test", cpu_count=2,
+                      threads=2, cuda=None, versions={"torch": "x", "onnxruntime": "y"})
+    return ReportCard(model="m", task=task, recipe={"name": "r", "steps": []}, eval_examples={"validation": 10},
+                      flops_seq_len=128, baseline=side(baseline_accuracy, baseline_size_mb, baseline_latency_ms),
+                      compressed=side(accuracy, size_mb, latency_ms), claims=(), notes=(), steps=(), environment=env)
+
+
+def synthetic_record(card, name: str = "exp", plot: dict | None = None):
+    """A compress benchmark record around ``card`` (an experiment with an optional ``plot`` block)."""
+    from slimbert.bench.experiments import Experiment, PlotSpec
+    from slimbert.bench.records import BenchRecord
+
+    experiment = Experiment(name=name, kind="compress", task=card.task, model="m", recipe="r.yaml",
+                            plot=PlotSpec(**plot) if plot else None)
+    return BenchRecord(experiment=experiment, command=f"slimbert bench run {name}.yaml", seconds=1.0, result=card,
+                       environment=card.environment)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slimbert.context import RunSettings, StepContext, TaskDataset
 from slimbert.data.tasks import get_task
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.loading import load_model
+from slimbert.steps.context import StepContext
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 
 def step_context(tiny_glue: Path, work_dir: Path) -> StepContext:

@@ -44,8 +44,29 @@ def test_runner_writes_result_json(tiny_bert_dir, tiny_glue, tmp_path):
     record = run_experiment(exp, results_dir=tmp_path / "results", log=lambda m: None)
     saved = json.loads((tmp_path / "results" / "tiny-int8.json").read_text())
     assert saved["command"].startswith("slimbert bench run") and saved["result"]["compressed"]["size_mb"] > 0
-    assert record["experiment"]["name"] == "tiny-int8"
+    assert record.name == "tiny-int8" and record.card.compressed.size_mb > 0
     (tmp_path / "results" / "sparse-matmul.json").write_text(json.dumps({"rows": []}))  # not a bench record
     results = load_results(tmp_path / "results")
     assert list(results) == ["tiny-int8"]
     assert "tiny-int8" in quality_size_table(results) and "b1s16" in latency_table(results)
+
+
+def test_every_committed_result_loads_as_a_typed_record():
+    """Every benchmarks/results/*.json is a bench record whose result reads as a typed card or summary, survives
+    a round trip, and renders (Markdown card, tables)."""
+    from slimbert.bench.records import BenchRecord, is_bench_record
+    from slimbert.report.markdown import render_markdown
+
+    paths = sorted((REPO / "benchmarks" / "results").glob("*.json"))
+    assert len(paths) > 60
+    records = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        assert is_bench_record(data), f"{path} is not a bench record (probe outputs go to benchmarks/probes/results/)"
+        record = BenchRecord.from_dict(data, str(path))
+        assert BenchRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+        if record.card is not None:
+            assert record.card.compressed.size_mb > 0 and "Which gains are real here" in render_markdown(record.card)
+        records[path.stem] = record
+    assert load_results(REPO / "benchmarks" / "results") == records
+    assert all(name in quality_size_table(records) for name, r in records.items() if r.card is not None)

@@ -11,20 +11,16 @@ from slimbert.bench.plots import _points, plot_results
 from slimbert.errors import ConfigError
 from slimbert.recipe import Recipe
 
+from helpers import synthetic_card, synthetic_record
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "benchmarks" / "experiments").glob("*.yaml"))
 
 
-def _record(series: str | None, x: float, accuracy: float, latency: float | None = 10.0, figure: str = "sparsity") -> dict:
+def _record(series: str | None, x: float, accuracy: float, latency: float | None = 10.0, figure: str = "sparsity"):
     plot = {"figure": figure, "series": series, "x": x, "x_label": "sparsity"} if series else None
-    ort = {"onnxruntime": {"b1s128": {"median_ms": latency}}} if latency is not None else {}
-    return {
-        "experiment": {"kind": "compress", "plot": plot},
-        "result": {
-            "baseline": {"metrics": {"accuracy": 0.9}, "size_mb": 90.0, "latency_ms": {"onnxruntime": {"b1s128": {"median_ms": 12.0}}}},
-            "compressed": {"metrics": {"accuracy": accuracy}, "size_mb": 90.0 * (1 - x / 2), "latency_ms": ort},
-        },
-    }
+    card = synthetic_card(accuracy=accuracy, size_mb=90.0 * (1 - x / 2), latency_ms=latency)
+    return synthetic_record(card, name=f"{series}-{x}", plot=plot)
 
 
 def test_points_are_grouped_and_sorted():

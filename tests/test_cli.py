@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]

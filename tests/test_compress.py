@@ -10,11 +10,12 @@ import torch
 
 from slimbert.api import compress
 from slimbert.config import MethodConfig
-from slimbert.context import RunSettings
 from slimbert.errors import SlimbertError
-from slimbert.io import load_compressed
+from slimbert.models.artifact import load_compressed
 from slimbert.recipe import Recipe
-from slimbert.registry import register_method
+from slimbert.report.card import ReportCard
+from slimbert.steps.registry import register_method
+from slimbert.training.settings import RunSettings
 
 from helpers import make_tiny_model, vocabulary
 
@@ -26,7 +27,7 @@ class ExplodeConfig(MethodConfig):
     interrupt: bool = False
 
 
-@register_method("test-explode", ExplodeConfig, family="quantization")
+@register_method("test-explode", ExplodeConfig, family="quantization", after_quantization=True)
 def _explode(bundle, cfg, ctx):
     """A step that fails, to test that nothing half-written is left behind."""
     (ctx.work_dir / "partial.txt").write_text("half")
@@ -46,7 +47,8 @@ def test_compress_writes_artifact_onnx_and_report(tiny_bert_dir, tiny_glue, tmp_
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "model.onnx", "config.json", "slimbert.json",
                                                "report.json", "report.md", "tokenizer.json"}
     report = json.loads((out / "report.json").read_text())
-    assert report == json.loads(json.dumps(result.report))
+    assert report == json.loads(json.dumps(result.report.to_dict()))
+    assert ReportCard.from_dict(report) == result.report  # the file reads back as the same typed card
     for side in ("baseline", "compressed"):
         assert REPORT_SIDE_KEYS <= set(report[side])
         assert set(report[side]["latency_ms"]) == {"pytorch", "onnxruntime"}
@@ -127,10 +129,10 @@ def test_report_records_training_time_per_step(tiny_bert_dir, tiny_glue, tmp_pat
                                          {"method": "distill", "train": {"max_steps": 3, "batch_size": 8}}]})
     result = compress(tiny_bert_dir, "sst2", recipe, tmp_path / "out", settings=_settings(tiny_glue), latency=False,
                       log=lambda m: None)
-    student, distill = result.report["steps"]
-    assert student["training"] == []
-    assert len(distill["training"]) == 1 and distill["training"][0]["steps"] == 3
-    assert distill["training"][0]["train_seconds"] > 0
+    student, distill = result.report.steps
+    assert student.training == ()
+    assert len(distill.training) == 1 and distill.training[0].steps == 3
+    assert distill.training[0].train_seconds > 0
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,9 @@ def test_start_from_trains_another_model_with_the_input_as_teacher(tiny_bert_dir
     result = compress(tiny_bert_dir, "sst2", recipe, out, settings=_settings(tiny_glue), latency=False,
                       export=False, start_from=start_dir, log=lambda m: None)
     report = result.report
-    assert report["start_from"] == str(start_dir) and report["model"] == str(tiny_bert_dir)
-    assert report["notes"][0].startswith(f"the recipe started from {start_dir}")
-    assert f"student={start_dir} teacher={tiny_bert_dir}" in report["notes"]
+    assert report.start_from == str(start_dir) and report.model == str(tiny_bert_dir)
+    assert report.notes[0].startswith(f"the recipe started from {start_dir}")
+    assert f"student={start_dir} teacher={tiny_bert_dir}" in report.notes
     assert f"started from `{start_dir}`" in (out / "report.md").read_text()
     # The kept weights are the start model's, not the input model's.
     pruned = load_compressed(out).model.bert.encoder.layer[0].attention.self.query.dense_weight()

@@ -10,7 +10,7 @@ import pytest
 from slimbert.config import MethodConfig, check_range
 from slimbert.errors import ConfigError
 from slimbert.recipe import Recipe
-from slimbert.registry import available_methods, get_method
+from slimbert.steps.registry import available_methods, get_method
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 

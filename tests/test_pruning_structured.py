@@ -9,21 +9,29 @@ import numpy as np
 import pytest
 import torch
 
-from pruning_support import step_context, tiny_bundle
 from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.io import load_compressed, save_compressed
 from slimbert.methods.pruning.block_movement import BlockMovementConfig, apply_block_movement, remove_emptied_units
-from slimbert.methods.pruning.ffn import FfnPruningConfig, apply_prune_ffn
-from slimbert.methods.pruning.heads import HeadPruningConfig, apply_prune_heads
+from slimbert.methods.pruning.common.layer_dropping import layers_to_drop
+from slimbert.methods.pruning.common.sampling import sample_batches
+from slimbert.methods.pruning.common.structured import (
+    HEADS,
+    NEURONS,
+    gate_importance,
+    select_lowest,
+    select_lowest_per_layer,
+)
+from slimbert.methods.pruning.drop_layers import DropLayersConfig, apply_drop_layers
 from slimbert.methods.pruning.layerdrop import LayerDrop, LayerDropConfig, LayerSkipper, apply_layerdrop
-from slimbert.methods.pruning.layers import DropLayersConfig, apply_drop_layers, layers_to_drop
-from slimbert.methods.pruning.sampling import sample_batches
-from slimbert.methods.pruning.structured import HEADS, NEURONS, gate_importance, select_lowest, select_lowest_per_layer
+from slimbert.methods.pruning.prune_ffn import FfnPruningConfig, apply_prune_ffn
+from slimbert.methods.pruning.prune_heads import HeadPruningConfig, apply_prune_heads
+from slimbert.models.artifact import load_compressed, save_compressed
 from slimbert.models.structure import config_value, encoder_layers, layer_views
 from slimbert.models.surgery import keep_layers
 from slimbert.training.config import TrainConfig
 from slimbert.training.state import TrainState
+
+from pruning_support import step_context, tiny_bundle
 
 QUICK = TrainConfig(learning_rate=3e-3, max_steps=6, batch_size=16)
 

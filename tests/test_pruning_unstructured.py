@@ -4,7 +4,6 @@ storage that really shrinks the file, save -> reload -> ONNX (resume: test_pruni
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -12,23 +11,24 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_support import step_context, tiny_bundle
 from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.io import load_compressed, save_compressed
 from slimbert.measure.size import count_parameters
-from slimbert.methods.pruning.lottery import LotteryConfig, apply_lottery, round_sparsities
+from slimbert.methods.pruning.common.masked_linear import MovementLinear
+from slimbert.methods.pruning.common.masks import ThresholdBinarizer, TopKBinarizer, topk_mask
+from slimbert.methods.pruning.common.schedules import CubicSchedule, cubic_sparsity
+from slimbert.methods.pruning.common.sparse_storage import SparseLinear, SparseStorage, pack_bits, unpack_bits
+from slimbert.methods.pruning.common.unstructured import encoder_weight_sparsity
+from slimbert.methods.pruning.lottery_ticket import LotteryConfig, apply_lottery, round_sparsities
 from slimbert.methods.pruning.magnitude import MagnitudeConfig, apply_magnitude
-from slimbert.methods.pruning.finetune import TeacherDistillation
-from slimbert.methods.pruning.masked_linear import MovementLinear
-from slimbert.methods.pruning.masks import ThresholdBinarizer, TopKBinarizer, topk_mask
 from slimbert.methods.pruning.movement import MovementConfig, apply_movement
-from slimbert.methods.pruning.schedules import CubicSchedule, cubic_sparsity
-from slimbert.methods.pruning.sparse_storage import SparseLinear, SparseStorage, pack_bits, unpack_bits
-from slimbert.methods.pruning.unstructured import encoder_weight_sparsity
+from slimbert.models.artifact import load_compressed, save_compressed
 from slimbert.models.structure import layer_views
 from slimbert.recipe import Recipe
+from slimbert.steps.teacher import StepDistillation
 from slimbert.training.config import TrainConfig
+
+from pruning_support import step_context, tiny_bundle
 
 QUICK = TrainConfig(learning_rate=3e-3, max_steps=12, batch_size=16)
 
@@ -143,8 +143,8 @@ def test_one_shot_magnitude_hits_the_target_exactly(tiny_model_dirs, ctx, scope)
 def test_gradual_magnitude_with_distillation_saves_small_and_reloads(tiny_model_dirs, arch, ctx, tmp_path):
     bundle = _bundle(tiny_model_dirs, arch, ctx)
     dense = bundle.clone()
-    cfg = MagnitudeConfig(sparsity=0.75, schedule=CubicSchedule(update_every=2), train=QUICK,
-                          distill=TeacherDistillation())
+    cfg = MagnitudeConfig(sparsity=0.75, schedule=CubicSchedule(update_every=2), train=QUICK)
+    ctx.distillation = StepDistillation()  # the step's distill: block, set by the step machinery
     out = apply_magnitude(bundle, cfg, ctx)
     assert encoder_weight_sparsity(out.model) == pytest.approx(0.75, abs=1e-3)
     assert len(_sparse_linears(out.model)) == 12
@@ -197,8 +197,8 @@ def test_movement_trains_scores_and_prunes(tiny_model_dirs, ctx, variant, tmp_pa
 
 
 def test_scores_have_their_own_optimizer_group(tiny_model_dirs, ctx):
-    from slimbert.methods.pruning.callback import GradualPruning
-    from slimbert.methods.pruning.movement import movement_pruner
+    from slimbert.methods.pruning.common.gradual_pruning import GradualPruning
+    from slimbert.methods.pruning.common.movement_pruner import movement_pruner
 
     bundle = _bundle(tiny_model_dirs, "bert", ctx)
     pruner, _ = movement_pruner(bundle, MovementConfig())
@@ -227,34 +227,8 @@ def test_recipe_with_every_unstructured_method_validates():
     recipe = Recipe.from_dict({"steps": [{"method": "magnitude", "sparsity": 0.5, "distill": {}},
                                          {"method": "movement", "variant": "soft", "sparsity": None},
                                          {"method": "lottery-ticket", "rounds": 2}]})
-    assert recipe.steps[0].config.distill == TeacherDistillation()
+    assert recipe.steps[0].distill == StepDistillation() and recipe.steps[1].distill is None
     assert recipe.steps[1].config.sparsity is None
-
-
-def _pruned_copy(dense: nn.Module, keep_largest: bool) -> nn.Module:
-    """A copy of ``dense`` whose linear keeps its 3 largest (or 3 smallest) |W| of 6, stored sparse."""
-    linear = copy.deepcopy(dense.linear)
-    order = linear.weight.detach().abs().reshape(-1).argsort(descending=keep_largest)
-    with torch.no_grad():
-        linear.weight.view(-1)[order[3:]] = 0.0
-    pruned = nn.Module()
-    pruned.linear = SparseLinear.from_linear(linear)
-    return pruned
-
-
-def test_mask_overlap_with_magnitude_tells_magnitude_from_anti_magnitude_masks():
-    from slimbert.measure.mask_overlap import magnitude_overlap
-
-    dense = nn.Module()
-    dense.linear = nn.Linear(3, 2)  # 6 weights, half kept below
-    with torch.no_grad():
-        dense.linear.weight.copy_(torch.tensor([[0.1, -0.5, 0.3], [-0.2, 0.6, 0.05]]))
-    largest = magnitude_overlap(dense, _pruned_copy(dense, keep_largest=True))["linear"]
-    smallest = magnitude_overlap(dense, _pruned_copy(dense, keep_largest=False))["linear"]
-    assert largest["density"] == smallest["density"] == largest["random_overlap"] == 0.5
-    assert largest["overlap"] == 1.0 and smallest["overlap"] == 0.0
-    assert largest["kept_abs_mean"] == pytest.approx((0.5 + 0.6 + 0.3) / 3)
-    assert smallest["pruned_abs_mean"] == pytest.approx((0.5 + 0.6 + 0.3) / 3)
 
 
 def test_frozen_movement_mask_stops_following_the_scores():
@@ -277,7 +251,7 @@ def test_frozen_movement_mask_stops_following_the_scores():
 
 @pytest.mark.parametrize("variant", ["hard", "soft"])
 def test_movement_pruner_freezes_masks_after_the_ramp(tiny_model_dirs, ctx, variant):
-    from slimbert.methods.pruning.movement import movement_pruner
+    from slimbert.methods.pruning.common.movement_pruner import movement_pruner
 
     bundle = _bundle(tiny_model_dirs, "bert", ctx)
     fields = {"sparsity": 0.7} if variant == "hard" else {"sparsity": None, "l1_weight": 2.0}
@@ -295,52 +269,3 @@ def test_movement_pruner_freezes_masks_after_the_ramp(tiny_model_dirs, ctx, vari
     unfrozen, _ = movement_pruner(_bundle(tiny_model_dirs, "bert", ctx), MovementConfig(variant=variant, **fields))
     unfrozen.update(1.0)
     assert not any(m.frozen for m in unfrozen.modules)  # Sanh et al.'s default: scores move to the end
-
-
-def test_mask_probe_ramps_each_ranking_to_the_kept_fraction(tiny_bert_dir, tiny_glue, tmp_path):
-    from slimbert.measure.mask_probe import main
-
-    out = tmp_path / "probe.json"
-    main(["--model", str(tiny_bert_dir), "--data-dir", str(tiny_glue), "--keep", "0.5", "--dense-steps", "4",
-          "--ramp-steps", "4", "--final-steps", "4", "--batch-size", "8", "--max-eval-samples", "16", "--threads", "1",
-          "--out", str(out)])
-    record = json.loads(out.read_text())
-    assert record["command"].startswith("python -m slimbert.measure.mask_probe")
-    assert [r["ranking"] for r in record["runs"]] == ["movement", "magnitude", "random"]
-    for run in record["runs"]:
-        assert run["curve"][-1]["kept"] == pytest.approx(0.5)  # step 10: the ramp (steps 4-8) is done
-        assert run["cut_at_ramp_start"]["keep"] == 0.5 and run["cut_at_ramp_start"]["relative_output_error"] > 0
-        assert 0.0 <= run["metrics"]["accuracy"] <= 1.0
-    with pytest.raises(SystemExit):
-        main(["--keep", "0"])
-
-
-def test_cut_error_tells_cancelling_removals_from_coherent_ones():
-    from slimbert.measure.mask_probe import cut_error
-
-    class Wrapped(nn.Module):
-        def __init__(self, linear):
-            super().__init__()
-            self.linear = linear
-
-        def forward(self, x):
-            return self.linear(x)
-
-    torch.manual_seed(0)
-    coherent = MovementLinear(nn.Linear(64, 8, bias=False))
-    with torch.no_grad():
-        coherent.weight.fill_(1.0)
-        coherent.scores[:, 32:] = 1.0  # the first 32 input columns score lowest: they go at keep 0.5
-    same_sign = {"x": torch.ones(16, 64)}  # every removed term W_ij x_tj = 1: d_ti = 32, spread sqrt(32)
-    cut = cut_error(Wrapped(coherent), [coherent], same_sign, keep=0.5)
-    assert cut["relative_output_error"] == pytest.approx(0.5)
-    assert cut["coherence"] == pytest.approx(32 ** 0.5, abs=1e-3)
-    assert coherent.keep_fraction == 1.0 and coherent.training  # the probe's state is left as it was
-
-    mixed = MovementLinear(nn.Linear(256, 64, bias=False))
-    with torch.no_grad():
-        mixed.weight.normal_()
-        mixed.scores.uniform_()
-    cut = cut_error(Wrapped(mixed), [mixed], {"x": torch.randn(64, 256)}, keep=0.5)
-    assert cut["coherence"] == pytest.approx((2 / torch.pi) ** 0.5, abs=0.05)  # independent signs cancel
-    assert cut["relative_output_error"] == pytest.approx(0.5 ** 0.5, abs=0.05)

@@ -7,15 +7,25 @@ import pytest
 import torch
 
 from slimbert.errors import ConfigError
-from slimbert.methods.quantization.calibration import ActivationQuant, RangeObserver
-from slimbert.methods.quantization.clustering import gobo_encode
-from slimbert.methods.quantization.fake_quant import (EmaAbsMax, TernaryWeightQuantizer, UniformWeightQuantizer,
-                                                      fake_quantize_activation, round_ste)
-from slimbert.methods.quantization.hessian import assign_bits, hessian_vector_product, sensitivity, top_eigenvalue
-from slimbert.methods.quantization.packing import pack_codes, packed_size, unpack_codes
-from slimbert.methods.quantization.ternary import ternarize_lat, ternarize_twn
-from slimbert.methods.quantization.uniform import (check_bits, dequantize_groups, group_reduce, qmax,
-                                                   quantize_groups)
+from slimbert.methods.quantization.common.calibration import ActivationQuant, RangeObserver
+from slimbert.methods.quantization.common.fake_quant import (
+    EmaAbsMax,
+    UniformWeightQuantizer,
+    fake_quantize_activation,
+    round_ste,
+)
+from slimbert.methods.quantization.common.packing import pack_codes, packed_size, unpack_codes
+from slimbert.methods.quantization.common.uniform import (
+    check_bits,
+    dequantize_groups,
+    group_reduce,
+    qmax,
+    quantize_groups,
+)
+from slimbert.methods.quantization.gobo.clustering import gobo_encode
+from slimbert.methods.quantization.qbert.hessian import assign_bits, hessian_vector_product, sensitivity, top_eigenvalue
+from slimbert.methods.quantization.ternary.quantizer import TernaryWeightQuantizer
+from slimbert.methods.quantization.ternary.ternarize import ternarize_lat, ternarize_twn
 
 
 @pytest.mark.parametrize("bits", range(2, 9))

@@ -9,19 +9,21 @@ import onnx
 import pytest
 import torch
 
-from slimbert.context import RunSettings, StepContext, TaskDataset
 from slimbert.data.tasks import get_task
 from slimbert.errors import ConfigError, SlimbertError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.io import load_compressed, save_compressed
-from slimbert.methods.quantization.gate import LayerFallback, QuantStepConfig, enforce_accuracy
-from slimbert.methods.quantization.modules import Int8StaticLinear
-from slimbert.methods.quantization.packed import PackedLinear
+from slimbert.methods.quantization.common.accuracy_gate import LayerFallback, QuantStepConfig, enforce_accuracy
+from slimbert.methods.quantization.common.int8_modules import Int8StaticLinear
+from slimbert.methods.quantization.common.packed import PackedLinear
+from slimbert.models.artifact import load_compressed, save_compressed
 from slimbert.models.loading import load_model
 from slimbert.models.structure import layer_views, set_module
 from slimbert.recipe import Recipe
-from slimbert.registry import get_method
+from slimbert.steps.context import StepContext
+from slimbert.steps.registry import get_method
 from slimbert.training.config import TrainConfig
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 
 @dataclass
@@ -240,7 +242,7 @@ def test_shipped_static_int8_recipe_compresses_a_bert(trained_bert, tiny_glue, t
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "static-int8.yaml"
     result = compress(str(trained_bert), "sst2", recipe, tmp_path / "out", settings=RunSettings(data_dir=str(tiny_glue)),
                       latency=False, log=lambda _: None)
-    report = result.report
+    report = result.report.to_dict()
     base, comp = report["baseline"], report["compressed"]
     assert comp["metrics"]["accuracy"] >= base["metrics"]["accuracy"] - 0.01  # within the recipe's 1-point gate
     assert comp["metrics_onnx"]["accuracy"] >= base["metrics"]["accuracy"] - 0.02

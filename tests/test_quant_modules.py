@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from slimbert.methods.quantization.embeddings import embedding_from_codes
-from slimbert.methods.quantization.fake_quant import FakeQuantEmbedding, FakeQuantLinear, UniformWeightQuantizer
-from slimbert.methods.quantization.int4 import quantize_int4_blocks
-from slimbert.methods.quantization.modules import Int8Embedding, Int8StaticLinear
-from slimbert.methods.quantization.packed import PackedEmbedding, PackedLinear
-from slimbert.methods.quantization.packing import packed_size
-from slimbert.methods.quantization.uniform import dequantize_groups, quantize_groups
+from slimbert.methods.quantization.common.embeddings import embedding_from_codes
+from slimbert.methods.quantization.common.fake_quant import FakeQuantEmbedding, FakeQuantLinear, UniformWeightQuantizer
+from slimbert.methods.quantization.common.int8_modules import Int8Embedding, Int8StaticLinear
+from slimbert.methods.quantization.common.packed import PackedEmbedding, PackedLinear
+from slimbert.methods.quantization.common.packing import packed_size
+from slimbert.methods.quantization.common.uniform import dequantize_groups, quantize_groups
+from slimbert.methods.quantization.int4_weight_only import quantize_int4_blocks
 from slimbert.models.module_kinds import build_module, describe_module
 
 

@@ -9,9 +9,9 @@ import torch
 from slimbert.data.tasks import get_task
 from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.io import load_compressed, read_manifest, save_compressed
 from slimbert.measure.flops import flops_per_example
-from slimbert.methods.pruning.gates import head_gates, neuron_gates
+from slimbert.methods.pruning.common.unit_gates import head_gates, neuron_gates
+from slimbert.models.artifact import load_compressed, read_manifest, save_compressed
 from slimbert.models.loading import load_model
 from slimbert.models.structure import layer_views
 from slimbert.models.surgery import LAYER_HEADS_KEY, LAYER_INTERMEDIATE_KEY, prune_ffn_neurons, prune_heads

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimbert.context import RunSettings, TaskDataset
 from slimbert.data.tasks import get_task
 from slimbert.models.loading import load_model
 from slimbert.training.callbacks import Callback
@@ -13,6 +12,8 @@ from slimbert.training.config import TrainConfig
 from slimbert.training.loop import linear_schedule, train
 from slimbert.training.losses import TaskLoss
 from slimbert.training.sampler import EpochBatchSampler, batch_order
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 
 def _setup(tiny_bert_dir, tiny_glue, task="sst2", max_train=None):

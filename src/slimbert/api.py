@@ -8,30 +8,40 @@ output; rerunning the same command resumes them, and success removes it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from slimbert.config import to_plain
-from slimbert.context import RunSettings, StepContext, TaskDataset
 from slimbert.data.tasks import get_task
-from slimbert.environment import environment
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import OnnxExport, export_onnx, onnx_session, predict_onnx
-from slimbert.io import ONNX_NAME, WEIGHTS_NAME, load_compressed, save_compressed
 from slimbert.measure.flops import flops_per_example
 from slimbert.measure.latency import DEFAULT_GRID, LatencyTarget, measure_latency
 from slimbert.measure.size import MB, count_parameters, file_size, weight_bytes
+from slimbert.methods import get_method
+from slimbert.models.artifact import ONNX_NAME, WEIGHTS_NAME, load_compressed, save_compressed
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.loading import check_head_matches_task, load_model
+from slimbert.models.shape import shape_of
 from slimbert.recipe import Recipe, load_recipe
-from slimbert.registry import get_method
-from slimbert.report import attach_measurements, compute_ratios, render_markdown
+from slimbert.report.card import (
+    Claim,
+    Environment,
+    ModelMeasurements,
+    OnnxInfo,
+    ParamCounts,
+    ReportCard,
+    StepRecord,
+    TrainingRun,
+)
+from slimbert.report.markdown import render_markdown
+from slimbert.steps.context import StepContext
 from slimbert.training.evaluate import metrics_from_logits
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 FLOPS_SEQ_LEN = 128
 
@@ -39,13 +49,13 @@ FLOPS_SEQ_LEN = 128
 @dataclass
 class CompressionResult:
     out_dir: Path
-    report: dict[str, Any]
+    report: ReportCard
     bundle: ModelBundle
 
 
 def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings: RunSettings, work_dir: Path,
                log: Callable[[str], None] = print,
-               teacher: ModelBundle | None = None) -> tuple[ModelBundle, list[dict], StepContext]:
+               teacher: ModelBundle | None = None) -> tuple[ModelBundle, list[StepRecord], StepContext]:
     """Apply each step of ``recipe`` in order; return the model, a record of the steps and the context.
 
     The steps' teacher (distillation, accuracy gates) is ``teacher``, by default a copy of ``bundle``.
@@ -56,6 +66,7 @@ def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings:
     for i, step in enumerate(recipe.steps):
         method = get_method(step.method)
         ctx.step_index = i
+        ctx.distillation = step.distill
         ctx.work_dir = work_dir / f"step{i}-{step.method}"
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         log(f"step {i + 1}/{len(recipe.steps)}: {step.method}")
@@ -63,38 +74,63 @@ def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings:
         ctx.training_runs = []
         bundle = method.apply(bundle, step.config, ctx)
         # "seconds" is this process's wall time; "training" sums each run's time over resumes.
-        record = {"method": step.method, "family": method.family, "config": to_plain(step.config),
-                  "seconds": round(time.perf_counter() - started, 2), "training": ctx.training_runs}
-        bundle.history.append({"method": step.method, "config": record["config"]})
+        record = StepRecord(method=step.method, family=method.family, config=step.fields(),
+                            seconds=round(time.perf_counter() - started, 2),
+                            training=tuple(TrainingRun(**run) for run in ctx.training_runs))
+        bundle.history.append({"method": step.method, "config": record.config})
         steps.append(record)
     ctx.work_dir = work_dir
     return bundle, steps, ctx
 
 
 def describe(bundle: ModelBundle, artifact_dir: Path | None, onnx: OnnxExport | None, data: TaskDataset,
-             evaluate: bool = True) -> dict[str, Any]:
+             evaluate: bool = True) -> ModelMeasurements:
     """Metrics, sizes, parameters and FLOPs of a model (latency is added separately).
 
     ``evaluate=False`` skips task metrics (for shape-only benchmarks on random weights).
     """
     tokenizer = bundle.tokenizer
-    info: dict[str, Any] = {"metrics": data.evaluate(bundle.model, tokenizer) if evaluate else {}}
-    wb = weight_bytes(bundle.model)
-    info["size_mb"] = file_size(artifact_dir / WEIGHTS_NAME) / MB if artifact_dir else wb["total"] / MB
-    info["size_mb_no_embeddings"] = wb["no_embeddings"] / MB
-    info["weights_mb"] = wb["total"] / MB
+    stored = weight_bytes(bundle.model)
+    onnx_info = metrics_onnx = None
     if onnx is not None:
-        info["size_mb_onnx"] = file_size(onnx.path) / MB
-        info["onnx"] = {"fused_ops": onnx.fused_ops, "transforms": onnx.transforms,
-                        "max_abs_logit_diff_vs_float": onnx.max_abs_diff, "notes": onnx.notes}
+        onnx_info = OnnxInfo(fused_ops=onnx.fused_ops, transforms=tuple(onnx.transforms),
+                             max_abs_logit_diff_vs_float=onnx.max_abs_diff, notes=tuple(onnx.notes))
         if evaluate:
             session = onnx_session(onnx.path)
             eval_sets = data.eval_sets(tokenizer)
             logits = {s: predict_onnx(session, ds, pad_token_id=tokenizer.pad_token_id or 0) for s, ds in eval_sets.items()}
-            info["metrics_onnx"] = metrics_from_logits(data.task, logits, eval_sets)
-    info["params"] = count_parameters(bundle.model)
-    info["flops"] = flops_per_example(bundle.model, FLOPS_SEQ_LEN)
-    return info
+            metrics_onnx = metrics_from_logits(data.task, logits, eval_sets)
+    return ModelMeasurements(
+        metrics=data.evaluate(bundle.model, tokenizer) if evaluate else {},
+        size_mb=file_size(artifact_dir / WEIGHTS_NAME) / MB if artifact_dir else stored["total"] / MB,
+        size_mb_no_embeddings=stored["no_embeddings"] / MB,
+        weights_mb=stored["total"] / MB,
+        params=ParamCounts(**count_parameters(bundle.model)),
+        flops=flops_per_example(bundle.model, FLOPS_SEQ_LEN),
+        size_mb_onnx=file_size(onnx.path) / MB if onnx is not None else None,
+        onnx=onnx_info,
+        metrics_onnx=metrics_onnx,
+    )
+
+
+def build_report(baseline: ModelBundle, start: ModelBundle | None, recipe: Recipe, data: TaskDataset,
+                 base_info: ModelMeasurements, comp_info: ModelMeasurements, steps: list[StepRecord],
+                 claims: list[Claim], notes: list[str], threads: int, evaluate: bool = True) -> ReportCard:
+    """The report card of a run: the one place a :class:`~slimbert.report.card.ReportCard` is assembled."""
+    return ReportCard(
+        model=str(baseline.source),
+        start_from=str(start.source) if start is not None else None,
+        task=data.task.name,
+        recipe=recipe.to_dict(),
+        eval_examples={s: len(d) for s, d in data.eval_sets(baseline.tokenizer).items()} if evaluate else {},
+        flops_seq_len=FLOPS_SEQ_LEN,
+        baseline=base_info,
+        compressed=comp_info,
+        claims=tuple(claims),
+        notes=tuple(notes),
+        steps=tuple(steps),
+        environment=Environment.current(threads),
+    )
 
 
 def load_start_model(spec: str | os.PathLike | ModelBundle, task_spec, teacher: ModelBundle) -> ModelBundle:
@@ -159,6 +195,8 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
     task_spec = data.task
     baseline = model if isinstance(model, ModelBundle) else load_model(model, task_spec)
     start = load_start_model(start_from, task_spec, baseline) if start_from is not None else None
+    # What can be checked before any work: step order, step options, each step against the model's shape.
+    recipe.check(shape_of((start or baseline).model), teacher=shape_of(baseline.model))
     if evaluate:
         data.eval_sets(baseline.tokenizer)  # missing data fails now, not after an hour of work
     staging, work_dir = _prepare_output(out, overwrite)
@@ -190,7 +228,6 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
         reloaded = load_compressed(staging)
         comp_info = describe(reloaded, staging, comp_onnx, data, evaluate)
 
-        base_info["latency_ms"], comp_info["latency_ms"] = {}, {}
         if latency:
             log("timing latency (interleaved runs)")
             names = baseline.arch.inputs
@@ -199,25 +236,12 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
                 [LatencyTarget("baseline", baseline.model, str(base_onnx.path) if base_onnx else None, names, vocab),
                  LatencyTarget("compressed", reloaded.model, str(comp_onnx.path) if comp_onnx else None, names, vocab)],
                 grid=latency_grid, threads=threads, budget_s=latency_budget_s, progress=log)
-            base_info["latency_ms"], comp_info["latency_ms"] = timings["baseline"], timings["compressed"]
+            base_info = replace(base_info, latency_ms=timings["baseline"])
+            comp_info = replace(comp_info, latency_ms=timings["compressed"])
 
-        ratios = compute_ratios(base_info, comp_info)
-        report = {
-            "model": str(baseline.source),
-            "start_from": str(start.source) if start is not None else None,
-            "task": task_spec.name,
-            "recipe": recipe.to_dict(),
-            "eval_examples": {s: len(d) for s, d in data.eval_sets(baseline.tokenizer).items()} if evaluate else {},
-            "flops_seq_len": FLOPS_SEQ_LEN,
-            "baseline": base_info,
-            "compressed": comp_info,
-            "ratios": ratios,
-            "claims": attach_measurements([c.__dict__ for c in ctx.claims], base_info, comp_info, ratios),
-            "notes": notes,
-            "steps": steps,
-            "environment": environment(threads),
-        }
-        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        report = build_report(baseline, start, recipe, data, base_info, comp_info, steps, ctx.claims, notes, threads,
+                              evaluate)
+        report.save(staging / "report.json")
         (staging / "report.md").write_text(render_markdown(report))
         _publish(staging, out)
         completed = True

@@ -36,7 +36,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
               batch_size=None, learning_rate=None):
-    from slimbert.context import RunSettings
+    from slimbert.training.settings import RunSettings
 
     for name, value in (("--max-train-samples", max_train_samples), ("--max-eval-samples", max_eval_samples),
                         ("--max-steps", max_steps), ("--max-seq-len", max_seq_len), ("--batch-size", batch_size)):
@@ -80,8 +80,8 @@ def finetune(
     cfg = replace(TrainConfig(), eval_every=eval_every, grad_accum_steps=grad_accum)
     summary = run(model, task, out, settings, train_config=cfg, text_cols=text_col, label_col=label_col,
                   regression=regression, overwrite=overwrite, log=err.print)
-    console.print(_metrics_table(f"{summary['task']} dev ({summary['steps']} steps, "
-                                 f"{summary['train_seconds']:.0f} s training)", summary["metrics"]))
+    console.print(_metrics_table(f"{summary.task} dev ({summary.steps} steps, "
+                                 f"{summary.train_seconds:.0f} s training)", summary.metrics))
     console.print(f"model written to {out}")
 
 
@@ -98,16 +98,16 @@ def evaluate_cmd(
     seed: Annotated[int, typer.Option("--seed", hidden=True)] = 42,
 ):
     """Print a model's task metrics on the dev split(s)."""
-    from slimbert.context import TaskDataset
     from slimbert.data.tasks import get_task
     from slimbert.models.loading import load_model, resolve_model_source
+    from slimbert.training.task_data import TaskDataset
 
     settings = _settings(data_dir, None, max_eval_samples, None, None, 42, max_seq_len)
     data = TaskDataset(get_task(task, text_cols=text_col, label_col=label_col, regression=regression), settings)
     bundle = load_model(model, data.task)
     if onnx:
         from slimbert.export.onnx import onnx_session, predict_onnx
-        from slimbert.io import ONNX_NAME
+        from slimbert.models.artifact import ONNX_NAME
         from slimbert.training.evaluate import metrics_from_logits
 
         path = Path(resolve_model_source(model)) / ONNX_NAME
@@ -153,7 +153,7 @@ def compress(
                  regression=regression, latency=not no_latency, threads=threads, latency_budget_s=latency_budget,
                  overwrite=overwrite, start_from=start_from, log=err.print)
     if json_out:
-        console.print_json(json.dumps(result.report))
+        console.print_json(json.dumps(result.report.to_dict()))
     else:
         from rich.markdown import Markdown
 
@@ -162,19 +162,33 @@ def compress(
 
 
 @app.command()
-def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML to check.")]):
-    """Check a recipe without running it."""
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML to check.")],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Also check the steps against this model's shape (read from its config only): layer "
+                              "and head counts, block sizes, step order after quantization.")] = None,
+):
+    """Check a recipe without running it (and against a model's shape with --model)."""
     from slimbert.recipe import Recipe
 
     r = Recipe.from_file(recipe)
+    against = ""
+    if model is not None:
+        from slimbert.models.shape import shape_of_spec
+
+        shape = shape_of_spec(model)
+        final = r.check(shape)
+        against = (f", and it applies to {model}: {shape.layers} layers, {shape.total_heads} heads, "
+                   f"{shape.total_neurons} FFN neurons -> {final.layers} layers, {final.total_heads} heads, "
+                   f"{final.total_neurons} FFN neurons")
     console.print(f"[green]ok[/]: {recipe} is a valid recipe with {len(r.steps)} step(s): "
-                  + ", ".join(s.method for s in r.steps))
+                  + ", ".join(s.method for s in r.steps) + against)
 
 
 @app.command()
 def methods():
     """List the registered compression methods and their config fields."""
-    from slimbert.registry import available_methods
+    from slimbert.methods import available_methods
 
     table = Table(title="slimbert methods")
     for col in ("method", "family", "fields", "summary"):

@@ -13,6 +13,7 @@ import types
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from slimbert.errors import ConfigError
+from slimbert.model_shape import ModelShape
 
 T = TypeVar("T", bound="MethodConfig")
 
@@ -150,6 +151,13 @@ class MethodConfig:
 
     def validate(self) -> None:
         """Check value ranges; subclasses override."""
+
+    def plan(self, model: ModelShape, teacher: ModelShape) -> ModelShape:
+        """Check this step against the shape of the model it will receive (``teacher``: the recipe's input
+        model) before any work runs, and return the shape it hands on; raise :class:`ConfigError` when it
+        cannot apply. Subclasses whose fields depend on the model (layer indices, head counts, block sizes)
+        override it; the default changes nothing."""
+        return model
 
     @classmethod
     def from_dict(cls: type[T], data: dict, where: str | None = None) -> T:

@@ -41,11 +41,11 @@ def run(runs: Path, fast: bool, data_dir: str | None, log, console: Console) -> 
     from dataclasses import replace
 
     from slimbert.api import compress
-    from slimbert.context import RunSettings
     from slimbert.data.loaders import TaskData
     from slimbert.data.tasks import get_task
     from slimbert.finetune import finetune
     from slimbert.training.config import TrainConfig
+    from slimbert.training.settings import RunSettings
 
     data = TaskData(get_task("sst2"), data_dir)
     try:
@@ -65,7 +65,7 @@ def run(runs: Path, fast: bool, data_dir: str | None, log, console: Console) -> 
         cfg = replace(TrainConfig(), eval_every=TEACHER_ARGS["eval_every"])
     log(f"[bold]1/2[/] teacher: fine-tune all-MiniLM-L6-v2 on SST-2 -> {teacher_dir}")
     summary = finetune("minilm-l6", "sst2", teacher_dir, settings, train_config=cfg, log=log)
-    log(f"teacher SST-2 dev accuracy {summary['metrics']['accuracy'] * 100:.2f}% after {summary['steps']} steps")
+    log(f"teacher SST-2 dev accuracy {summary.metrics['accuracy'] * 100:.2f}% after {summary.steps} steps")
     out = runs / "demo-dynamic-int8"
     log(f"[bold]2/2[/] compress with recipes/dynamic-int8.yaml -> {out}")
     compress(teacher_dir, "sst2", REPO / "recipes" / "dynamic-int8.yaml", out,

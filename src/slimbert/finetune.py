@@ -15,27 +15,29 @@ import shutil
 import time
 from pathlib import Path
 
-from slimbert.context import RunSettings, TaskDataset
 from slimbert.data.tasks import get_task
-from slimbert.environment import environment
 from slimbert.errors import SlimbertError
 from slimbert.models.loading import load_model
+from slimbert.report.card import Environment
+from slimbert.report.training_summary import TrainingSummary
 from slimbert.training.config import TrainConfig
 from slimbert.training.loop import train
 from slimbert.training.losses import TaskLoss
+from slimbert.training.settings import RunSettings
+from slimbert.training.task_data import TaskDataset
 
 SUMMARY_NAME = "training_summary.json"
 RUN_DIR = ".run"
 
 
-def finished_summary(out: Path) -> dict | None:
+def finished_summary(out: Path) -> TrainingSummary | None:
     path = out / SUMMARY_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    return TrainingSummary.from_dict(json.loads(path.read_text()), str(path)) if path.is_file() else None
 
 
 def finetune(model: str, task: str, out: str | os.PathLike, settings: RunSettings = RunSettings(), *,
              train_config: TrainConfig | None = None, text_cols=None, label_col=None, regression: bool = False,
-             overwrite: bool = False, log=print) -> dict:
+             overwrite: bool = False, log=print) -> TrainingSummary:
     """Fine-tune ``model`` on ``task`` into ``out``; return the training summary."""
     out = Path(out)
     if overwrite and out.exists():
@@ -70,24 +72,22 @@ def finetune(model: str, task: str, out: str | os.PathLike, settings: RunSetting
     # Write the model, then the summary last: the summary marks the directory as finished.
     bundle.model.save_pretrained(out)
     bundle.tokenizer.save_pretrained(out)
-    summary = {
-        "model": str(model),
-        "task": task_spec.name,
-        "metrics": metrics,
-        "main_metric": task_spec.main_metric,
-        "steps": result.steps,
-        "best_step": result.state.best_step,
-        "train_examples": len(train_set),
-        "train_seconds": round(result.state.train_seconds, 1),
-        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
-        "resumed_from_step": result.resumed_from_step,
-        "train_config": cfg.__dict__,
-        "settings": settings.__dict__,
-        "eval_history": result.state.eval_history,
-        "environment": environment(),
-    }
-    tmp = out / (SUMMARY_NAME + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / SUMMARY_NAME)
+    summary = TrainingSummary(
+        model=str(model),
+        task=task_spec.name,
+        metrics=metrics,
+        main_metric=task_spec.main_metric,
+        steps=result.steps,
+        best_step=result.state.best_step,
+        train_examples=len(train_set),
+        train_seconds=round(result.state.train_seconds, 1),
+        wall_seconds_this_run=round(time.perf_counter() - started, 1),
+        resumed_from_step=result.resumed_from_step,
+        train_config=cfg,
+        settings=settings,
+        eval_history=tuple(result.state.eval_history),
+        environment=Environment.current(),
+    )
+    summary.save(out / SUMMARY_NAME)
     shutil.rmtree(out / RUN_DIR, ignore_errors=True)
     return summary

@@ -8,34 +8,68 @@ A recipe file looks like::
       - method: dynamic-int8
         quantize_embeddings: false
 
-Each step names a registered method; its other keys are that method's config fields. Methods only
-compose here, by order: no method reads another method's flags.
+Each step names a registered method; its other keys are that method's config fields, except the
+options every step may carry, which belong to the step machinery, not to the method:
+
+* ``distill:`` distil this step's training from the recipe's teacher (:mod:`slimbert.steps.teacher`).
+
+Methods only compose here, by order: no method reads another method's flags.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from slimbert.config import MethodConfig
+from slimbert.config import MethodConfig, build_dataclass, to_plain
 from slimbert.errors import ConfigError
-from slimbert.registry import get_method
+from slimbert.methods import RegisteredMethod, get_method, method_for_config
+from slimbert.model_shape import ModelShape
+from slimbert.steps.teacher import StepDistillation
 
 _TOP_LEVEL_KEYS = ("name", "description", "steps")
+DISTILL_KEY = "distill"
 
 
 @dataclass(frozen=True)
 class RecipeStep:
-    """One step: the registered method's name and its validated config."""
+    """One step: the registered method's name, its validated config, and the step's options."""
 
     method: str
     config: MethodConfig
+    distill: StepDistillation | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The step's keys as a recipe spells them, without ``method``: config fields and step options."""
+        return {k: v for k, v in self.to_dict().items() if k != "method"}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **self.config.to_dict()}
+        out = {"method": self.method, **self.config.to_dict()}
+        if self.distill is not None or get_method(self.method).default_distill is not None:
+            out[DISTILL_KEY] = to_plain(self.distill)  # null too, when it switches a default block off
+        return out
+
+
+def step_distillation(method: RegisteredMethod, fields: dict[str, Any], where: str) -> StepDistillation | None:
+    """Pop the step's ``distill:`` block from ``fields``: merged onto the method's default block, if any;
+    ``distill: null`` turns distillation off; refused for methods that do not train through the step's loss."""
+    if DISTILL_KEY not in fields:
+        return method.default_distill
+    raw = fields.pop(DISTILL_KEY)
+    if raw is None:
+        return None
+    if not method.accepts_distill:
+        why = ("it configures its own distillation losses (logits_loss, matches, ...)" if method.name == "distill"
+               else "it does not train")
+        raise ConfigError(f"{where}: method {method.name!r} takes no distill: block ({why})")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.distill: expected a mapping of {', '.join(StepDistillation.__dataclass_fields__)}, "
+                          f"got {raw!r}")
+    base = to_plain(method.default_distill) if method.default_distill is not None else {}
+    return build_dataclass(StepDistillation, {**base, **raw}, f"{where}.distill")
 
 
 @dataclass(frozen=True)
@@ -47,7 +81,7 @@ class Recipe:
     description: str = ""
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "recipe") -> "Recipe":
+    def from_dict(cls, data: Any, source: str = "recipe", default_name: str = "recipe") -> "Recipe":
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: a recipe must be a mapping with a 'steps' list, got {type(data).__name__}")
         unknown = sorted(set(data) - set(_TOP_LEVEL_KEYS))
@@ -71,8 +105,12 @@ class Recipe:
                 method = get_method(name)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-            steps.append(RecipeStep(name, method.config_cls.from_dict(fields, where=f"{where} ({name})")))
-        name = data.get("name", "recipe")
+            distill = step_distillation(method, fields, f"{where} ({name})")
+            config = method.config_cls.from_dict(fields, where=f"{where} ({name})")
+            if distill is not None and getattr(config, "train", True) is None:
+                raise ConfigError(f"{where} ({name}): a distill: block needs training, but train is null")
+            steps.append(RecipeStep(name, config, distill))
+        name = data.get("name", default_name)
         description = data.get("description", "")
         if not isinstance(name, str) or not isinstance(description, str):
             raise ConfigError(f"{source}: 'name' and 'description' must be strings")
@@ -87,17 +125,48 @@ class Recipe:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), default_name=path.stem)
 
     @classmethod
     def of(cls, *configs: MethodConfig, name: str = "recipe") -> "Recipe":
-        """Build a recipe in Python from config objects, in order."""
-        from slimbert.registry import method_for_config
-
-        return cls(steps=tuple(RecipeStep(method_for_config(c).name, c) for c in configs), name=name)
+        """Build a recipe in Python from config objects, in order (each step with its method's default
+        distill block, if any)."""
+        steps = []
+        for c in configs:
+            method = method_for_config(c)
+            steps.append(RecipeStep(method.name, c, method.default_distill))
+        return cls(steps=tuple(steps), name=name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "steps": [s.to_dict() for s in self.steps]}
+
+    def check(self, model: ModelShape, teacher: ModelShape | None = None) -> ModelShape:
+        """Walk the steps over the model's shape before any work runs; return the final shape.
+
+        Checks the step order (no step that needs plain float linears after one that quantized or
+        sparse-stored them), each step's ``distill:`` block against the shapes it pairs, and each
+        method's :meth:`~slimbert.config.MethodConfig.plan` (layer counts, head counts, block sizes).
+        ``teacher`` is the recipe's input model (default: ``model``).
+        """
+        teacher = teacher or model
+        shape = model
+        for i, step in enumerate(self.steps):
+            where = f"{self.name}: steps[{i}] ({step.method})"
+            method = get_method(step.method)
+            if shape.compressed_linears and not method.after_quantization:
+                raise ConfigError(
+                    f"{where}: the model's encoder linears are already quantized or stored sparse "
+                    f"(an earlier step, or the input artifact), and {step.method} needs plain float linears; "
+                    "put pruning, distillation and other training steps before quantization steps")
+            try:
+                if step.distill is not None:
+                    step.distill.check_shapes(shape, teacher)
+                shape = step.config.plan(shape, teacher)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            if method.quantizes:
+                shape = replace(shape, compressed_linears=True)
+        return shape
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> "Recipe":
         """A copy with ``{method: {field: value}}`` merged into every step of that method (nested

@@ -13,32 +13,34 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from slimbert.bench.records import BenchRecord
+from slimbert.report.card import ModelMeasurements
+
 LATENCY_SHAPE = "b1s128"
 
 
-def _latency(info: dict, runtime: str) -> float | None:
-    return info.get("latency_ms", {}).get(runtime, {}).get(LATENCY_SHAPE, {}).get("median_ms")
+def _latency(info: ModelMeasurements, runtime: str) -> float | None:
+    return info.latency(runtime, LATENCY_SHAPE)
 
 
-def _points(records: dict[str, dict]) -> dict[str, dict[str, list[dict]]]:
+def _points(records: dict[str, BenchRecord]) -> dict[str, dict[str, list[dict]]]:
     """``{figure: {series: [point, ...]}}`` from compress results with a ``plot`` block, sorted by x."""
     figures: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for name, record in records.items():
-        plot = record["experiment"].get("plot")
-        if not plot or record["experiment"]["kind"] != "compress":
+        plot, card = record.experiment.plot, record.card
+        if plot is None or card is None:
             continue
-        report = record["result"]
-        baseline, compressed = report["baseline"], report["compressed"]
-        metric = next(iter(baseline["metrics"]), None)
-        figures[plot["figure"]][plot["series"]].append({
+        baseline, compressed = card.baseline, card.compressed
+        metric = card.main_metric
+        figures[plot.figure][plot.series].append({
             "name": name,
-            "x": plot["x"],
-            "x_label": plot.get("x_label", ""),
+            "x": plot.x,
+            "x_label": plot.x_label,
             "metric": metric,
-            "value": compressed["metrics"].get(metric) if metric else None,
-            "baseline": baseline["metrics"].get(metric) if metric else None,
-            "size_mb": compressed["size_mb"],
-            "baseline_size_mb": baseline["size_mb"],
+            "value": compressed.metric(metric),
+            "baseline": baseline.metric(metric),
+            "size_mb": compressed.size_mb,
+            "baseline_size_mb": baseline.size_mb,
             "latency_ms": _latency(compressed, "onnxruntime"),
             "baseline_latency_ms": _latency(baseline, "onnxruntime"),
             "pytorch_ms": _latency(compressed, "pytorch"),
@@ -97,6 +99,6 @@ def plot_figure(series: dict[str, list[dict]], title: str, path: str | Path) -> 
     return path
 
 
-def plot_results(records: dict[str, dict], out_dir: str | Path) -> list[Path]:
+def plot_results(records: dict[str, BenchRecord], out_dir: str | Path) -> list[Path]:
     """Render every figure named by the results' experiments into ``out_dir/<figure>.png``."""
     return [plot_figure(series, figure, Path(out_dir) / f"{figure}.png") for figure, series in _points(records).items()]

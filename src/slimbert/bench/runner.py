@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from slimbert.bench.experiments import Experiment, load_experiment
-from slimbert.config import to_plain
+from slimbert.bench.records import BenchRecord, is_bench_record, load_record
 from slimbert.errors import ConfigError
-from slimbert.context import RunSettings
-from slimbert.environment import environment
+from slimbert.report.card import Environment
+from slimbert.training.settings import RunSettings
 
 RESULTS_DIR = Path("benchmarks/results")
 
@@ -37,7 +37,7 @@ def _bundle_from_config(exp: Experiment):
     return ModelBundle(model=model, tokenizer=tokenizer, source=f"{exp.config} (random weights)")
 
 
-def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print, latency: bool = True) -> dict:
+def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print, latency: bool = True) -> BenchRecord:
     exp = load_experiment(path)
     started = time.perf_counter()
     if exp.kind == "finetune":
@@ -55,23 +55,17 @@ def run_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print,
                        threads=exp.latency.threads, evaluate=exp.evaluate, latency=latency, overwrite=True,
                        start_from=exp.start_from, log=log)
         result = out.report
-    record = {
-        "experiment": to_plain(exp),
-        "command": f"slimbert bench run {Path(path).as_posix()}",
-        "seconds": round(time.perf_counter() - started, 1),
-        "result": result,
-        "environment": environment(exp.latency.threads),
-    }
+    record = BenchRecord(experiment=exp, command=f"slimbert bench run {Path(path).as_posix()}",
+                         seconds=round(time.perf_counter() - started, 1), result=result,
+                         environment=Environment.current(exp.latency.threads))
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / f"{exp.name}.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(target)
+    record.save(target)
     log(f"wrote {target}")
     return record
 
 
-def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print) -> dict:
+def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=print) -> BenchRecord:
     """Measure latency again for a finished compress experiment, from its saved artifacts.
 
     Training experiments may run while the machine does other work (accuracy does not care);
@@ -79,17 +73,16 @@ def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=pri
     figure in BENCHMARKS.md was taken under the same conditions.
     """
     from slimbert.export.onnx import export_onnx
-    from slimbert.io import ONNX_NAME, load_compressed
     from slimbert.measure.latency import LatencyTarget, measure_latency
+    from slimbert.models.artifact import ONNX_NAME, load_compressed
     from slimbert.models.loading import load_model
-    from slimbert.report import attach_measurements, compute_ratios, render_markdown
+    from slimbert.report.markdown import render_markdown
 
     exp = load_experiment(path)
     target = results_dir / f"{exp.name}.json"
     if exp.kind != "compress" or not target.is_file():
         raise ConfigError(f"{exp.name}: retime needs a finished compress experiment ({target} not found)")
-    record = json.loads(target.read_text())
-    report = record["result"]
+    record = load_record(target)
     baseline = _bundle_from_config(exp) if exp.config else load_model(exp.model)
     compressed = load_compressed(exp.output_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,26 +94,24 @@ def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=pri
              LatencyTarget("compressed", compressed.model, str(comp_onnx) if comp_onnx.is_file() else None, names, vocab)],
             grid=tuple(tuple(g) for g in exp.latency.grid), threads=exp.latency.threads, budget_s=exp.latency.budget_s,
             progress=log)
-    report["baseline"]["latency_ms"], report["compressed"]["latency_ms"] = timings["baseline"], timings["compressed"]
-    report["ratios"] = compute_ratios(report["baseline"], report["compressed"])
-    report["claims"] = attach_measurements(report["claims"], report["baseline"], report["compressed"], report["ratios"])
-    report["environment"] = environment(exp.latency.threads)
-    record["latency_command"] = f"slimbert bench retime {Path(path).as_posix()}"
-    record["environment"] = report["environment"]
-    tmp_path = target.with_suffix(".json.tmp")
-    tmp_path.write_text(json.dumps(record, indent=2))
-    tmp_path.replace(target)
-    (exp.output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (exp.output_dir / "report.md").write_text(render_markdown(report))
+    card = record.card.with_latency(timings["baseline"], timings["compressed"], Environment.current(exp.latency.threads))
+    record = record.with_card(card, f"slimbert bench retime {Path(path).as_posix()}")
+    record.save(target)
+    card.save(exp.output_dir / "report.json")
+    (exp.output_dir / "report.md").write_text(render_markdown(card))
     log(f"re-timed {target}")
     return record
 
 
-def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
+def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, BenchRecord]:
     """``{experiment name: record}`` for every ``slimbert bench run`` record in ``results_dir``.
 
-    Other JSON files there (e.g. ``sparse-matmul.json`` from :mod:`slimbert.measure.sparse_matmul`)
-    have no ``experiment`` block and are skipped.
+    Files there that are not bench records (e.g. a probe's output) are skipped: probes keep theirs in
+    ``benchmarks/probes/results/``.
     """
-    records = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
-    return {name: record for name, record in records.items() if "experiment" in record}
+    records = {}
+    for path in sorted(results_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        if is_bench_record(data):
+            records[path.stem] = BenchRecord.from_dict(data, str(path))
+    return records

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from slimbert.data.tasks import TaskSpec
 from slimbert.errors import DataError
+from slimbert.hub import hub_reachable
 
 DATA_ENV = "SLIMBERT_DATA"
 
@@ -216,8 +217,6 @@ class TaskData:
         elif directory is not None:
             local_problem = f"{directory} does not exist"
         if task.hf_dataset is not None:
-            from slimbert.models.loading import hub_reachable
-
             if hub_reachable():
                 return self._load_hf(task, split)
         if task.local_dir is not None:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import copy
 import logging
-from contextlib import contextmanager
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimbert.data.batching import predict_batches
 from slimbert.export.head_counts import pin_head_counts
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.module_kinds import float_equivalent
@@ -197,9 +198,6 @@ def _fuse(src: Path, dst: Path, bundle: ModelBundle) -> dict[str, int]:
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
-
 def predict_onnx(session, dataset, batch_size: int = 128, pad_token_id: int = 0) -> np.ndarray:
     """Logits (N, C) of an ONNX Runtime session over an encoded dataset, in dataset order."""
-    from slimbert.training.evaluate import predict_batches
-
     return predict_batches(dataset, batch_size, pad_token_id, lambda batch: onnx_logits(session, batch))

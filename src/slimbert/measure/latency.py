@@ -119,14 +119,14 @@ class LatencyTarget:
 
 def measure_latency(targets: list[LatencyTarget], grid=DEFAULT_GRID, threads: int = 2, budget_s: float = 20.0,
                     runtimes: tuple[str, ...] = ("pytorch", "onnxruntime"), progress: Callable[[str], None] | None = None,
-                    ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+                    ) -> dict[str, dict[str, dict[str, LatencyStats]]]:
     """``{target: {runtime: {"b1s128": stats}}}``; all targets and runtimes of one grid point interleaved."""
     from slimbert.export.onnx import onnx_session
 
     set_threads(threads)
     sessions = {t.name: onnx_session(t.onnx_path, threads, spinning=False)
                 for t in targets if t.onnx_path and "onnxruntime" in runtimes}
-    result: dict[str, dict[str, dict[str, dict[str, float]]]] = {t.name: {} for t in targets}
+    result: dict[str, dict[str, dict[str, LatencyStats]]] = {t.name: {} for t in targets}
     for batch, seq in grid:
         key = grid_key(batch, seq)
         for runtime in runtimes:
@@ -142,5 +142,5 @@ def measure_latency(targets: list[LatencyTarget], grid=DEFAULT_GRID, threads: in
             if progress:
                 progress(f"timing {runtime} at batch {batch} x seq {seq}")
             for name, stats in time_interleaved(runners, budget_s=budget_s).items():
-                result[name].setdefault(runtime, {})[key] = stats.to_dict()
+                result[name].setdefault(runtime, {})[key] = stats
     return result

@@ -1,3 +1,12 @@
-"""Compression methods, one subpackage per family; importing this package registers them all."""
+"""Compression methods: ``methods/<family>/<registered_name>.py`` (hyphens as underscores; a subpackage
+of that name when the method owns private files), shared machinery in ``methods/<family>/common/``.
 
-from slimbert.methods import distillation, pruning, quantization  # noqa: F401
+Importing this package registers every built-in method (and the module kinds and ONNX transforms
+their artifacts need); the registry functions are re-exported here so that callers above this
+layer ask the complete catalogue.
+"""
+
+from slimbert.methods import distillation, pruning, quantization  # noqa: F401  (registers the built-in methods)
+from slimbert.steps.registry import RegisteredMethod, available_methods, get_method, method_for_config
+
+__all__ = ["RegisteredMethod", "available_methods", "get_method", "method_for_config"]

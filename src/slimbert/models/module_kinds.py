@@ -40,6 +40,7 @@ _BUILTIN_SPEC: dict[type, tuple[str, Callable[[nn.Module], dict], Callable[[dict
     ),
 }
 _BUILTIN_BY_KIND = {kind: build for kind, _, build in _BUILTIN_SPEC.values()}
+BUILTIN_KINDS = frozenset(_BUILTIN_BY_KIND)  # plain float modules; every other kind is a compressed one
 
 
 def register_module_kind(cls: type) -> type:
@@ -72,16 +73,10 @@ def build_module(kind: str, spec: dict[str, Any]) -> nn.Module:
     if kind in _BUILTIN_BY_KIND:
         return _BUILTIN_BY_KIND[kind](spec)
     if kind not in _KINDS:
-        _import_method_modules()
-    if kind not in _KINDS:
-        raise KeyError(f"unknown module kind {kind!r}; known: {sorted(_KINDS) + sorted(_BUILTIN_BY_KIND)}")
+        # Method modules register their kinds when imported (``import slimbert`` imports them all).
+        raise KeyError(f"unknown module kind {kind!r}; known: {sorted(_KINDS) + sorted(_BUILTIN_BY_KIND)} (an "
+                       "artifact of a newer slimbert, or of a method whose module was not imported)")
     return _KINDS[kind].from_spec(spec)
-
-
-def _import_method_modules() -> None:
-    import importlib
-
-    importlib.import_module("slimbert.methods")
 
 
 def module_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:

@@ -22,14 +22,8 @@ LAYER_HEADS_KEY = "slimbert_layer_heads"
 LAYER_INTERMEDIATE_KEY = "slimbert_layer_intermediate_sizes"
 
 
-def keep_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
-    """Keep only the encoder layers ``indices`` (0-based, in order), in place; update the config.
-
-    Used to build students from a teacher's layers (DistilBERT, PKD) and to drop layers (Poor
-    Man's BERT). ``layer_idx`` attributes are renumbered so attention caches stay consistent.
-    """
-    layers = encoder_layers(model)
-    n = len(layers)
+def check_layer_indices(indices: Sequence[int], n: int) -> list[int]:
+    """``indices`` as a list, checked: non-empty, each in 0..n-1, strictly increasing."""
     indices = list(indices)
     if not indices:
         raise ConfigError("at least one layer must be kept")
@@ -38,6 +32,17 @@ def keep_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
         raise ConfigError(f"layer indices {bad} out of range: the model has {n} layers (valid 0..{n - 1})")
     if sorted(set(indices)) != indices:
         raise ConfigError(f"layer indices must be strictly increasing without repeats, got {indices}")
+    return indices
+
+
+def keep_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
+    """Keep only the encoder layers ``indices`` (0-based, in order), in place; update the config.
+
+    Used to build students from a teacher's layers (DistilBERT, PKD) and to drop layers (Poor
+    Man's BERT). ``layer_idx`` attributes are renumbered so attention caches stay consistent.
+    """
+    layers = encoder_layers(model)
+    indices = check_layer_indices(indices, len(layers))
     arch = arch_of(model)
     kept = nn.ModuleList([layers[i] for i in indices])
     for new_index, layer in enumerate(kept):

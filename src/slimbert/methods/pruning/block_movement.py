@@ -13,21 +13,23 @@ the speedup comes from the removed structure, which ``ctx.claim`` says).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
 import torch
 from torch import nn
 
 from slimbert.config import check_range
-from slimbert.context import StepContext
 from slimbert.errors import ConfigError
-from slimbert.methods.pruning.checks import check_transformer
-from slimbert.methods.pruning.masked_linear import bake
-from slimbert.methods.pruning.movement import MovementFields, train_movement
-from slimbert.methods.pruning.structured import structured_claims
+from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.masked_linear import bake
+from slimbert.methods.pruning.common.movement_pruner import MovementFields, train_movement
+from slimbert.methods.pruning.common.structured import structured_claims
+from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import LayerView, layer_views
 from slimbert.models.surgery import prune_ffn_neurons, prune_heads
-from slimbert.registry import register_method
+from slimbert.steps.context import StepContext
+from slimbert.steps.registry import register_method
 
 ATTENTION_ROLES = ("query", "key", "value", "attn_out")
 
@@ -49,6 +51,19 @@ class BlockMovementConfig(MovementFields):
             check_range("ffn_sparsity", self.ffn_sparsity, 0, 1, high_inclusive=False)
         if self.block_rows < 1 or self.block_cols < 1:
             raise ConfigError(f"block sizes must be >= 1, got {self.block_rows}x{self.block_cols}")
+
+    def plan(self, model: ModelShape, teacher: ModelShape) -> ModelShape:
+        """The blocks must tile q/k/v ((H*d_h) x d) and the attention output (d x (H*d_h)) of every layer."""
+        check_transformer(model, "block movement pruning")
+        for layer, heads in enumerate(model.heads):
+            width = heads * model.head_size
+            for rows, cols in ((width, model.hidden), (model.hidden, width)):
+                if rows % self.block_rows or cols % self.block_cols:
+                    raise ConfigError(
+                        f"block {self.block_rows}x{self.block_cols} does not tile the {rows}x{cols} attention matrices "
+                        f"of layer {layer + 1}; choose block sizes that divide the head size {model.head_size} and the "
+                        f"width {model.hidden}")
+        return replace(model, uniform_layers=False)  # which heads and neurons empty out depends on training
 
 
 def _head_columns(view: LayerView, head: int) -> slice:
@@ -97,7 +112,7 @@ def remove_emptied_units(model: nn.Module) -> tuple[int, int, list[str]]:
     return sum(map(len, heads.values())), sum(map(len, neurons.values())), notes
 
 
-@register_method("block-movement", BlockMovementConfig, family="pruning")
+@register_method("block-movement", BlockMovementConfig, family="pruning", accepts_distill=True)
 def apply_block_movement(bundle: ModelBundle, cfg: BlockMovementConfig, ctx: StepContext) -> ModelBundle:
     """Block movement pruning with removal of emptied heads and FFN neurons."""
     check_transformer(bundle, "block movement pruning")

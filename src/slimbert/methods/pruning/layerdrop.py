@@ -15,19 +15,21 @@ skipped at a step are a pure function of (seed, step), so a resumed run skips th
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from slimbert.config import MethodConfig, check_range
-from slimbert.context import StepContext
 from slimbert.errors import ConfigError
-from slimbert.methods.pruning.checks import check_transformer
-from slimbert.methods.pruning.finetune import TeacherDistillation, train_pruned
-from slimbert.methods.pruning.layers import Strategy, drop_layers
-from slimbert.methods.pruning.structured import structured_claims
+from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fine_tuning import train_pruned
+from slimbert.methods.pruning.common.layer_dropping import Strategy, drop_layers, planned_drop
+from slimbert.methods.pruning.common.structured import structured_claims
+from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import encoder_layers
-from slimbert.registry import register_method
+from slimbert.steps.context import StepContext
+from slimbert.steps.registry import register_method
 from slimbert.training.callbacks import Callback
 from slimbert.training.config import TrainConfig
 from slimbert.training.state import TrainState
@@ -89,7 +91,6 @@ class LayerDropConfig(MethodConfig):
     num_drop: int = 0  # layers removed after training (0: keep all, the model is only made robust)
     strategy: Strategy = "alternate"
     contribution_samples: int = 256
-    distill: TeacherDistillation | None = None
     train: TrainConfig = TrainConfig(learning_rate=5e-5, epochs=1.0)
 
     def validate(self) -> None:
@@ -98,13 +99,17 @@ class LayerDropConfig(MethodConfig):
             raise ConfigError(f"num_drop must be >= 0, got {self.num_drop}")
         self.train.validate()
 
+    def plan(self, model: ModelShape, teacher: ModelShape) -> ModelShape:
+        check_transformer(model, "LayerDrop")
+        return planned_drop(model, self.strategy, self.num_drop) if self.num_drop else model
 
-@register_method("layerdrop", LayerDropConfig, family="pruning")
+
+@register_method("layerdrop", LayerDropConfig, family="pruning", accepts_distill=True)
 def apply_layerdrop(bundle: ModelBundle, cfg: LayerDropConfig, ctx: StepContext) -> ModelBundle:
     """LayerDrop fine-tuning (structured layer dropout), then optional removal of layers."""
     check_transformer(bundle, "LayerDrop")
     train_cfg = ctx.settings.train_config(cfg.train)
-    train_pruned(bundle, ctx, cfg.train, distill=cfg.distill, callbacks=[LayerDrop(cfg.p, train_cfg.seed)],
+    train_pruned(bundle, ctx, cfg.train, callbacks=[LayerDrop(cfg.p, train_cfg.seed)],
                  name="layerdrop", description=f"fine-tuning with LayerDrop p={cfg.p}")
     if cfg.num_drop:
         drop_layers(bundle, ctx, cfg.strategy, cfg.num_drop, cfg.contribution_samples)

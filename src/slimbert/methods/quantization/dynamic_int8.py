@@ -5,7 +5,7 @@ token at run time, so no calibration data is needed. This is the inference mode 
 (Zafrir et al., 2019) without its quantization-aware training, and what ONNX Runtime calls dynamic
 quantization. Both runtimes run real int8 kernels:
 
-* PyTorch: :class:`~slimbert.methods.quantization.modules.Int8DynamicLinear` (``torch._int_mm``).
+* PyTorch: :class:`~slimbert.methods.quantization.common.int8_modules.Int8DynamicLinear` (``torch._int_mm``).
 * ONNX Runtime: ``quantize_dynamic`` on the fused float graph (MatMulInteger / QAttention).
 
 The word embeddings (a fifth of BERT-base's weights) stay fp32 unless ``quantize_embeddings``.
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slimbert.config import MethodConfig
-from slimbert.context import StepContext
 from slimbert.export.onnx import quiet_root_logging, register_onnx_transform
-from slimbert.methods.quantization.modules import Int8DynamicLinear, Int8Embedding
+from slimbert.methods.quantization.common.int8_modules import Int8DynamicLinear, Int8Embedding
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import get_module, layer_views, set_module
-from slimbert.registry import register_method
+from slimbert.steps.context import StepContext
+from slimbert.steps.registry import register_method
 
 ORT_DYNAMIC_INT8 = "ort-dynamic-int8"
 
@@ -45,7 +45,7 @@ def quantize_linears_dynamic(bundle: ModelBundle, per_channel: bool = True) -> i
     return count
 
 
-@register_method("dynamic-int8", DynamicInt8Config, family="quantization")
+@register_method("dynamic-int8", DynamicInt8Config, family="quantization", quantizes=True)
 def apply_dynamic_int8(bundle: ModelBundle, cfg: DynamicInt8Config, ctx: StepContext) -> ModelBundle:
     """Post-training dynamic int8 quantization of the encoder linears (and optionally the word embeddings)."""
     n = quantize_linears_dynamic(bundle, cfg.per_channel)

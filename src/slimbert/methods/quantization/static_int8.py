@@ -5,9 +5,9 @@ al. 2018; the static mode of ONNX Runtime): the input range of each encoder line
 on a calibration set (``calibration_samples`` training examples, default 512, drawn with a
 fixed seed) run through the float model, and stored as a uint8 scale and zero point.
 
-* PyTorch: :class:`~slimbert.methods.quantization.modules.Int8StaticLinear` (``torch._int_mm``).
+* PyTorch: :class:`~slimbert.methods.quantization.common.int8_modules.Int8StaticLinear` (``torch._int_mm``).
 * ONNX Runtime: ``ort-static-int8`` quantizes the unfused float graph to QDQ with the same
-  scales (:mod:`~slimbert.methods.quantization.onnx_static`); no data is needed to re-export.
+  scales (:mod:`~slimbert.methods.quantization.common.onnx_static`); no data is needed to re-export.
 
 Unlike dynamic int8, no per-token range is computed at run time, at the risk of clipping
 activations the calibration set did not show (``calibration: percentile`` clips on purpose).
@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from slimbert.config import check_range
-from slimbert.context import StepContext
 from slimbert.data.encoding import encode
 from slimbert.errors import ConfigError
-from slimbert.methods.quantization.calibration import ActivationQuant, observe_inputs
-from slimbert.methods.quantization.embeddings import quantize_word_embeddings
-from slimbert.methods.quantization.gate import QuantStepConfig, enforce_accuracy
-from slimbert.methods.quantization.lowbit import encoder_linears, layer_fallback
-from slimbert.methods.quantization.modules import Int8StaticLinear
-from slimbert.methods.quantization.onnx_static import ORT_STATIC_INT8
+from slimbert.methods.quantization.common.accuracy_gate import QuantStepConfig, enforce_accuracy
+from slimbert.methods.quantization.common.calibration import ActivationQuant, observe_inputs
+from slimbert.methods.quantization.common.embeddings import quantize_word_embeddings
+from slimbert.methods.quantization.common.int8_modules import Int8StaticLinear
+from slimbert.methods.quantization.common.lowbit import encoder_linears, layer_fallback
+from slimbert.methods.quantization.common.onnx_static import ORT_STATIC_INT8
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import set_module
-from slimbert.registry import register_method
+from slimbert.steps.context import StepContext
+from slimbert.steps.registry import register_method
 
 CALIBRATION_SEED = 0
 
@@ -63,7 +63,7 @@ def calibration_examples(ctx: StepContext, n: int) -> list:
     return random.Random(CALIBRATION_SEED).sample(examples, min(n, len(examples)))
 
 
-@register_method("static-int8", StaticInt8Config, family="quantization")
+@register_method("static-int8", StaticInt8Config, family="quantization", quantizes=True)
 def apply_static_int8(bundle: ModelBundle, cfg: StaticInt8Config, ctx: StepContext) -> ModelBundle:
     """Static post-training int8 of the encoder linears, calibrated on training examples."""
     examples = calibration_examples(ctx, cfg.calibration_samples)

@@ -1,0 +1,67 @@
+"""A model's :class:`~slimbert.model_shape.ModelShape`, read from its config alone (no weights loaded)."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from slimbert.errors import ModelLoadError
+from slimbert.model_shape import ModelShape
+from slimbert.models.module_kinds import BUILTIN_KINDS, is_compressed_module
+from slimbert.models.structure import ARCHITECTURES, arch_of
+from slimbert.models.surgery import LAYER_HEADS_KEY, LAYER_INTERMEDIATE_KEY
+
+
+def shape_of(model_or_config, compressed_linears: bool = False) -> ModelShape:
+    """The shape of a model (or its Hugging Face config); per-layer head counts and FFN widths come from
+    what head/neuron pruning recorded in the config, else the uniform sizes. A model (not a config) holding
+    compressed module kinds (int8, packed, sparse storage) is marked ``compressed_linears``."""
+    if isinstance(model_or_config, nn.Module):
+        compressed_linears = compressed_linears or any(is_compressed_module(m) for m in model_or_config.modules())
+    config = getattr(model_or_config, "config", model_or_config)
+    arch = arch_of(config)
+    vocab = getattr(config, "vocab_size", 0)
+    if not arch.is_transformer:
+        hidden = getattr(config, arch.cfg_hidden)
+        return ModelShape(model_type=arch.model_type, is_transformer=False, layers=0, hidden=hidden, head_size=0,
+                          heads=(), intermediate=(), vocab_size=vocab, compressed_linears=compressed_linears)
+    layers = getattr(config, arch.cfg_layers)
+    hidden = getattr(config, arch.cfg_hidden)
+    heads_uniform = getattr(config, arch.cfg_heads)
+    heads = tuple(getattr(config, LAYER_HEADS_KEY, None) or [heads_uniform] * layers)
+    intermediate = tuple(getattr(config, LAYER_INTERMEDIATE_KEY, None) or [getattr(config, arch.cfg_intermediate)] * layers)
+    positions = getattr(config, "max_position_embeddings", None)
+    if arch.model_type == "roberta" and positions is not None:
+        positions -= (getattr(config, "pad_token_id", 1) or 0) + 1  # RoBERTa's positions start after padding_idx
+    return ModelShape(model_type=arch.model_type, is_transformer=True, layers=layers, hidden=hidden,
+                      head_size=hidden // heads_uniform, heads=heads, intermediate=intermediate, vocab_size=vocab,
+                      max_positions=positions, compressed_linears=compressed_linears,
+                      uniform_layers=len(set(heads)) <= 1 and len(set(intermediate)) <= 1)
+
+
+def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
+    """The shape of a model spec (local directory, hub id, slimbert artifact, ``minilm-l6``), from its config.
+
+    A slimbert artifact whose modules include compressed kinds (int8, packed, sparse storage) is marked
+    ``compressed_linears``: its linears are no longer plain float modules that later steps could wrap or cut.
+    """
+    from transformers import AutoConfig
+
+    from slimbert.models.artifact import is_slimbert_artifact, read_manifest
+    from slimbert.models.hf_logging import quiet_transformers
+    from slimbert.models.loading import resolve_model_source
+
+    source = resolve_model_source(spec)
+    quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not read the model config at {source}: {exc}") from None
+    if config.model_type not in ARCHITECTURES:
+        arch_of(config)  # raises the supported-types error
+    compressed_linears = False
+    if is_slimbert_artifact(source):
+        modules = read_manifest(source).get("modules", {})
+        compressed_linears = any(entry.get("kind") not in BUILTIN_KINDS for entry in modules.values() if isinstance(entry, dict))
+    return shape_of(config, compressed_linears=compressed_linears)
