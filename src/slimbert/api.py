@@ -22,10 +22,11 @@ from slimbert.measure.flops import flops_per_example
 from slimbert.measure.latency import DEFAULT_GRID, LatencyTarget, measure_latency
 from slimbert.measure.size import MB, count_parameters, file_size, weight_bytes
 from slimbert.methods import get_method
-from slimbert.models.artifact import ONNX_NAME, WEIGHTS_NAME, load_compressed, save_compressed
+from slimbert.models.artifact import MANIFEST_NAME, ONNX_NAME, WEIGHTS_NAME, load_compressed, save_compressed
 from slimbert.models.bundle import ModelBundle
-from slimbert.models.loading import check_head_matches_task, load_model
+from slimbert.models.loading import check_head_matches_task, load_model, model_identity
 from slimbert.models.shape import shape_of
+from slimbert.outdir import OutputLock, check_fingerprint, check_replaceable, check_writable, sibling
 from slimbert.recipe import Recipe, load_recipe
 from slimbert.report.card import (
     Claim,
@@ -36,10 +37,13 @@ from slimbert.report.card import (
     ReportCard,
     StepRecord,
     TrainingRun,
+    load_card,
 )
 from slimbert.report.markdown import render_markdown
 from slimbert.steps.context import StepContext
+from slimbert.training.distributed import is_main_process, wait_for_everyone
 from slimbert.training.evaluate import metrics_from_logits
+from slimbert.training.seeding import seed_everything
 from slimbert.training.settings import RunSettings
 from slimbert.training.task_data import TaskDataset
 
@@ -65,7 +69,8 @@ def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings:
     ctx = StepContext(data=data, settings=settings, work_dir=work_dir, teacher=teacher)
     for i, step in enumerate(recipe.steps):
         method = get_method(step.method)
-        ctx.step_index = i
+        ctx.step_index, ctx.step_method = i, step.method
+        seed_everything(settings.seed + i)  # new parameters a step creates (students, heads) follow --seed
         ctx.distillation = step.distill
         ctx.work_dir = work_dir / f"step{i}-{step.method}"
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -153,14 +158,26 @@ def load_start_model(spec: str | os.PathLike | ModelBundle, task_spec, teacher: 
     return start
 
 
-def _prepare_output(out: Path, overwrite: bool) -> tuple[Path, Path]:
+def _prepare_output(out: Path, overwrite: bool, inputs: list, fingerprint: dict) -> tuple[Path, Path]:
+    """Staging and work directories beside ``out`` (called with ``out`` locked). ``overwrite`` replaces only
+    a slimbert artifact that does not hold an input, and discards resumable work; without it, resumable
+    work is kept only for the same run (``fingerprint``)."""
     if out.exists() and not overwrite:
         raise SlimbertError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial"
+    work_dir = sibling(out, ".work")
+    if overwrite:
+        check_replaceable(out, inputs, (out / MANIFEST_NAME).is_file())
+        shutil.rmtree(work_dir, ignore_errors=True)
+    check_fingerprint(work_dir, fingerprint, "the resumable work of this compression")
+    staging = sibling(out, ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    return staging, out.parent / f".{out.name}.work"
+    return staging, work_dir
+
+
+def has_checkpoints(work_dir: Path) -> bool:
+    """Whether a training run under ``work_dir`` left a checkpoint a rerun can resume from."""
+    return any(work_dir.glob("**/checkpoints/LATEST"))
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -190,16 +207,50 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
     """
     recipe = load_recipe(recipe)  # a malformed recipe fails before anything else runs
     out = Path(out)
+    settings.validate()
+    check_writable(out)
     task_spec = get_task(task, text_cols=text_cols, label_col=label_col, regression=regression)
     data = TaskDataset(task_spec, settings)
     task_spec = data.task
+    seed_everything(settings.seed)  # a new classification head is drawn here
     baseline = model if isinstance(model, ModelBundle) else load_model(model, task_spec)
     start = load_start_model(start_from, task_spec, baseline) if start_from is not None else None
     # What can be checked before any work: step order, step options, each step against the model's shape.
-    recipe.check(shape_of((start or baseline).model), teacher=shape_of(baseline.model))
+    first = shape_of((start or baseline).model)
+    recipe.check(first, teacher=shape_of(baseline.model))
+    settings, seq_note = settings.for_model(first.max_positions, str((start or baseline).source))
+    if seq_note:
+        log(seq_note)
+    data.settings = settings
     if evaluate:
         data.eval_sets(baseline.tokenizer)  # missing data fails now, not after an hour of work
-    staging, work_dir = _prepare_output(out, overwrite)
+    inputs = [spec for spec in (model, start_from) if spec is not None and not isinstance(spec, ModelBundle)]
+    fingerprint = {"model": _identity(model), "start_from": _identity(start_from) if start_from is not None else None,
+                   "task": task_spec.name, "recipe": recipe.to_dict(), **settings.training_fields()}
+    if not is_main_process():  # under `accelerate launch`: train with the others; the main process writes
+        compressed, _, _ = run_recipe(start if start is not None else baseline.clone(), recipe, data, settings,
+                                      sibling(out, ".work"), lambda m: None, teacher=baseline.clone())
+        wait_for_everyone()
+        return CompressionResult(out_dir=out, report=load_card(out / "report.json"), bundle=load_compressed(out))
+    with OutputLock(out):
+        staging, work_dir = _prepare_output(out, overwrite, inputs, fingerprint)
+        result = _compress_locked(baseline, start, recipe, data, settings, out, staging, work_dir, latency=latency,
+                                  latency_grid=latency_grid, threads=threads, latency_budget_s=latency_budget_s,
+                                  export=export, evaluate=evaluate, notes=[seq_note] if seq_note else [], log=log)
+    wait_for_everyone()
+    return result
+
+
+def _identity(spec: str | os.PathLike | ModelBundle) -> str:
+    return spec.source if isinstance(spec, ModelBundle) else model_identity(spec)
+
+
+def _compress_locked(baseline: ModelBundle, start: ModelBundle | None, recipe: Recipe, data: TaskDataset,
+                     settings: RunSettings, out: Path, staging: Path, work_dir: Path, *, latency: bool, latency_grid,
+                     threads: int, latency_budget_s: float, export: bool, evaluate: bool, notes: list[str],
+                     log: Callable[[str], None]) -> CompressionResult:
+    """The work of :func:`compress`, with ``out`` locked: measure, run the recipe, export, measure, publish."""
+    task_spec = data.task
     completed = False
     try:
         log(f"measuring the baseline ({baseline.source})")
@@ -217,7 +268,7 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
                                             work_dir, log, teacher=baseline.clone())
         save_compressed(compressed, staging, extra={"task": task_spec.name, "recipe": recipe.to_dict()})
         comp_onnx = None
-        notes = ([start_note] if start_note else []) + list(ctx.notes)
+        notes = ([start_note] if start_note else []) + notes + list(ctx.notes)
         if export:
             try:
                 comp_onnx = export_onnx(compressed, staging / ONNX_NAME)
@@ -248,7 +299,10 @@ def compress(model: str | os.PathLike | ModelBundle, task: str, recipe: str | os
     finally:
         if not completed:
             shutil.rmtree(staging, ignore_errors=True)
-            if work_dir.exists():
-                log(f"compression did not finish; resumable work kept in {work_dir} (delete it to start over)")
+            if has_checkpoints(work_dir):
+                log(f"compression did not finish; resumable work kept in {work_dir} (rerun the same command to "
+                    "resume, or pass --overwrite to start over)")
+            else:  # nothing a rerun could resume: leave nothing hidden behind
+                shutil.rmtree(work_dir, ignore_errors=True)
     shutil.rmtree(work_dir, ignore_errors=True)
     return CompressionResult(out_dir=out, report=report, bundle=reloaded)

@@ -15,8 +15,18 @@ from slimbert.errors import SlimbertError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make BERT-family models small and fast, and measure what each method buys.")
-console = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich output; a pipe or file gets plain lines, never wrapped or truncated."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=stderr, width=100_000, soft_wrap=True, no_color=True, highlight=False)
+
+
+console = _console()
+err = _console(stderr=True)
 
 # -- options shared by finetune, eval and compress
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Local HF directory, hub id, slimbert artifact, or 'minilm-l6'.")]
@@ -27,7 +37,8 @@ EvalSamplesOpt = Annotated[Optional[int], typer.Option("--max-eval-samples", hel
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Training epochs (may be fractional).")]
 MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps; overrides --epochs.")]
 SeedOpt = Annotated[int, typer.Option("--seed")]
-SeqLenOpt = Annotated[int, typer.Option("--max-seq-len", help="Truncate inputs to this many tokens.")]
+SeqLenOpt = Annotated[Optional[int], typer.Option(
+    "--max-seq-len", help="Truncate inputs to this many tokens (default 128, or the model's positions if fewer).")]
 TextColOpt = Annotated[Optional[list[str]], typer.Option("--text-col", help="csv: tasks: text column (repeat for pairs).")]
 LabelColOpt = Annotated[Optional[str], typer.Option("--label-col", help="csv: tasks: label column.")]
 RegressionOpt = Annotated[bool, typer.Option("--regression", help="csv: tasks: numeric labels (Pearson/Spearman).")]
@@ -38,13 +49,17 @@ def _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, 
               batch_size=None, learning_rate=None):
     from slimbert.training.settings import RunSettings
 
-    for name, value in (("--max-train-samples", max_train_samples), ("--max-eval-samples", max_eval_samples),
-                        ("--max-steps", max_steps), ("--max-seq-len", max_seq_len), ("--batch-size", batch_size)):
-        if value is not None and value < 1:
-            raise SlimbertError(f"{name} must be >= 1, got {value}")
-    return RunSettings(data_dir=data_dir, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-                       epochs=epochs, max_steps=max_steps, seed=seed, max_seq_len=max_seq_len,
-                       batch_size=batch_size, learning_rate=learning_rate)
+    settings = RunSettings(data_dir=data_dir, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+                           epochs=epochs, max_steps=max_steps, seed=seed, max_seq_len=max_seq_len,
+                           batch_size=batch_size, learning_rate=learning_rate)
+    settings.validate()
+    return settings
+
+
+def _main_process() -> bool:
+    from slimbert.training.distributed import is_main_process
+
+    return is_main_process()
 
 
 def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
@@ -61,13 +76,14 @@ def finetune(
     model: ModelOpt, task: TaskOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (reused when already finished).")],
     data_dir: DataDirOpt = None, max_train_samples: TrainSamplesOpt = None, max_eval_samples: EvalSamplesOpt = None,
-    epochs: EpochsOpt = None, max_steps: MaxStepsOpt = None, seed: SeedOpt = 42, max_seq_len: SeqLenOpt = 128,
+    epochs: EpochsOpt = None, max_steps: MaxStepsOpt = None, seed: SeedOpt = 42, max_seq_len: SeqLenOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 5e-5).")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
     text_col: TextColOpt = None, label_col: LabelColOpt = None, regression: RegressionOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Train again even if OUT is finished.")] = False,
+    json_out: JsonOpt = False,
 ):
     """Fine-tune a model on a task (resumes after an interruption; reuses a finished OUT)."""
     from dataclasses import replace
@@ -80,6 +96,11 @@ def finetune(
     cfg = replace(TrainConfig(), eval_every=eval_every, grad_accum_steps=grad_accum)
     summary = run(model, task, out, settings, train_config=cfg, text_cols=text_col, label_col=label_col,
                   regression=regression, overwrite=overwrite, log=err.print)
+    if not _main_process():
+        return  # under `accelerate launch`, the main process reports
+    if json_out:
+        console.print_json(json.dumps({**summary.to_dict(), "out": str(out)}))
+        return
     console.print(_metrics_table(f"{summary.task} dev ({summary.steps} steps, "
                                  f"{summary.train_seconds:.0f} s training)", summary.metrics))
     console.print(f"model written to {out}")
@@ -88,7 +109,7 @@ def finetune(
 @app.command("eval")
 def evaluate_cmd(
     model: ModelOpt, task: TaskOpt, data_dir: DataDirOpt = None, max_eval_samples: EvalSamplesOpt = None,
-    max_seq_len: SeqLenOpt = 128, text_col: TextColOpt = None, label_col: LabelColOpt = None,
+    max_seq_len: SeqLenOpt = None, text_col: TextColOpt = None, label_col: LabelColOpt = None,
     regression: RegressionOpt = False, json_out: JsonOpt = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="Evaluate the artifact's model.onnx on ONNX Runtime.")] = False,
     # Accepted so that one set of flags works for finetune, eval and compress; eval does not train.
@@ -105,6 +126,11 @@ def evaluate_cmd(
     settings = _settings(data_dir, None, max_eval_samples, None, None, 42, max_seq_len)
     data = TaskDataset(get_task(task, text_cols=text_col, label_col=label_col, regression=regression), settings)
     bundle = load_model(model, data.task)
+    from slimbert.models.shape import shape_of
+
+    data.settings, note = settings.for_model(shape_of(bundle.model).max_positions, model)
+    if note:
+        err.print(note)
     if onnx:
         from slimbert.export.onnx import onnx_session, predict_onnx
         from slimbert.models.artifact import ONNX_NAME
@@ -134,7 +160,7 @@ def compress(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML (see recipes/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory, written atomically.")],
     data_dir: DataDirOpt = None, max_train_samples: TrainSamplesOpt = None, max_eval_samples: EvalSamplesOpt = None,
-    epochs: EpochsOpt = None, max_steps: MaxStepsOpt = None, seed: SeedOpt = 42, max_seq_len: SeqLenOpt = 128,
+    epochs: EpochsOpt = None, max_steps: MaxStepsOpt = None, seed: SeedOpt = 42, max_seq_len: SeqLenOpt = None,
     text_col: TextColOpt = None, label_col: LabelColOpt = None, regression: RegressionOpt = False,
     threads: Annotated[int, typer.Option("--threads", help="Threads for latency measurement.")] = 2,
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip latency measurement.")] = False,
@@ -152,12 +178,12 @@ def compress(
     result = run(model, task, recipe, out, settings=settings, text_cols=text_col, label_col=label_col,
                  regression=regression, latency=not no_latency, threads=threads, latency_budget_s=latency_budget,
                  overwrite=overwrite, start_from=start_from, log=err.print)
+    if not _main_process():
+        return
     if json_out:
         console.print_json(json.dumps(result.report.to_dict()))
     else:
-        from rich.markdown import Markdown
-
-        console.print(Markdown((out / "report.md").read_text()))
+        _print_markdown((out / "report.md").read_text())
         console.print(f"compressed model, ONNX export and report written to {out}")
 
 
@@ -167,17 +193,27 @@ def validate(
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="Also check the steps against this model's shape (read from its config only): layer "
                               "and head counts, block sizes, step order after quantization.")] = None,
+    json_out: JsonOpt = False,
 ):
     """Check a recipe without running it (and against a model's shape with --model)."""
+    from dataclasses import asdict
+
     from slimbert.recipe import Recipe
 
     r = Recipe.from_file(recipe)
-    against = ""
+    shape = final = None
     if model is not None:
         from slimbert.models.shape import shape_of_spec
 
         shape = shape_of_spec(model)
         final = r.check(shape)
+    if json_out:
+        console.print_json(json.dumps({"valid": True, "recipe": str(recipe), "steps": [s.method for s in r.steps],
+                                       "model": model, "shape": asdict(shape) if shape else None,
+                                       "final_shape": asdict(final) if final else None}))
+        return
+    against = ""
+    if shape is not None:
         against = (f", and it applies to {model}: {shape.layers} layers, {shape.total_heads} heads, "
                    f"{shape.total_neurons} FFN neurons -> {final.layers} layers, {final.total_heads} heads, "
                    f"{final.total_neurons} FFN neurons")
@@ -186,16 +222,32 @@ def validate(
 
 
 @app.command()
-def methods():
+def methods(json_out: JsonOpt = False):
     """List the registered compression methods and their config fields."""
     from slimbert.methods import available_methods
 
+    found = available_methods()
+    if json_out:
+        console.print_json(json.dumps([
+            {"name": name, "family": m.family, "fields": m.config_cls.field_names(), "summary": m.summary,
+             "accepts_distill": m.accepts_distill, "quantizes": m.quantizes} for name, m in found.items()]))
+        return
     table = Table(title="slimbert methods")
     for col in ("method", "family", "fields", "summary"):
-        table.add_column(col)
-    for name, m in available_methods().items():
+        table.add_column(col, overflow="fold")
+    for name, m in found.items():
         table.add_row(name, m.family, ", ".join(m.config_cls.field_names()), m.summary)
     console.print(table)
+
+
+def _print_markdown(text: str) -> None:
+    """Rendered on a terminal; the Markdown itself when piped (it is already plain text)."""
+    if console.is_terminal:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(text))
+    else:
+        console.print(text, markup=False)
 
 
 @app.command()
@@ -223,9 +275,7 @@ def profile(
     if json_out:
         console.print_json(json.dumps(result))
     else:
-        from rich.markdown import Markdown
-
-        console.print(Markdown(render_profile_markdown(result)))
+        _print_markdown(render_profile_markdown(result))
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Run benchmark experiments and render their tables.")
@@ -236,25 +286,34 @@ app.add_typer(bench_app, name="bench")
 def bench_run(
     experiments: Annotated[list[Path], typer.Argument(help="benchmarks/experiments/*.yaml files.")],
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip timing (re-time later with `bench retime`).")] = False,
+    json_out: JsonOpt = False,
 ):
     """Run experiments; each writes benchmarks/results/<name>.json."""
     from slimbert.bench.runner import run_experiment
 
-    for path in experiments:
-        run_experiment(path, log=err.print, latency=not no_latency)
+    records = [run_experiment(path, log=err.print, latency=not no_latency) for path in experiments]
+    if json_out:
+        console.print_json(json.dumps([r.to_dict() for r in records]))
 
 
 @bench_app.command("retime")
-def bench_retime(experiments: Annotated[list[Path], typer.Argument(help="Finished compress experiments to re-time.")]):
+def bench_retime(
+    experiments: Annotated[list[Path], typer.Argument(help="Finished compress experiments to re-time.")],
+    json_out: JsonOpt = False,
+):
     """Measure latency again from saved artifacts (run on a quiet machine)."""
     from slimbert.bench.runner import retime_experiment
 
-    for path in experiments:
-        retime_experiment(path, log=err.print)
+    records = [retime_experiment(path, log=err.print) for path in experiments]
+    if json_out:
+        console.print_json(json.dumps([r.to_dict() for r in records]))
 
 
 @bench_app.command("table")
-def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Result names (default: all).")] = None):
+def bench_table(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Result names (default: all).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the records as JSON instead of tables.")] = False,
+):
     """Print Markdown tables of benchmark results."""
     from slimbert.bench.runner import load_results
     from slimbert.bench.tables import finetune_table, latency_table, quality_size_table
@@ -265,6 +324,9 @@ def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Resul
         if missing:
             raise SlimbertError(f"no results for {missing}; run `slimbert bench run benchmarks/experiments/<name>.yaml`")
         records = {n: records[n] for n in names}
+    if json_out:
+        console.print_json(json.dumps({name: r.to_dict() for name, r in records.items()}))
+        return
     for table in (finetune_table(records), quality_size_table(records), latency_table(records)):
         if table.count("\n") > 1:
             print(table)
@@ -272,13 +334,19 @@ def bench_table(names: Annotated[Optional[list[str]], typer.Argument(help="Resul
 
 
 @bench_app.command("plot")
-def bench_plot(out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs.")] = Path("benchmarks/plots")):
+def bench_plot(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs.")] = Path("benchmarks/plots"),
+    json_out: JsonOpt = False,
+):
     """Render the curves (accuracy, size, latency vs x) of experiments with a `plot:` block."""
     from slimbert.bench.plots import plot_results
     from slimbert.bench.runner import load_results
 
-    for path in plot_results(load_results(), out):
+    paths = plot_results(load_results(), out)
+    for path in paths:
         err.print(f"wrote {path}")
+    if json_out:
+        console.print_json(json.dumps([str(p) for p in paths]))
 
 
 def _profile_target(model: str | None, config: Path | None):
@@ -306,7 +374,9 @@ def main() -> None:
     try:
         app()
     except SlimbertError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if "--json" in sys.argv:  # a caller that asked for JSON gets its error as JSON too
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

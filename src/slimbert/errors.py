@@ -22,3 +22,24 @@ class DataError(SlimbertError):
 
 class ModelLoadError(SlimbertError):
     """A model could not be found or is of an unsupported kind."""
+
+
+class TrainingDiverged(SlimbertError):
+    """The training loss became NaN or infinite: the run stops at once and publishes nothing."""
+
+    def __init__(self, value: float, step: int, total_steps: int, description: str, learning_rate: float,
+                 where: str | None = None):
+        self.value, self.step, self.total_steps = value, step, total_steps
+        self.description, self.learning_rate, self.where = description, learning_rate, where
+        super().__init__(str(self))
+
+    def within(self, where: str) -> "TrainingDiverged":
+        """The same error, saying which part of a larger run it happened in (e.g. a recipe step)."""
+        return TrainingDiverged(self.value, self.step, self.total_steps, self.description, self.learning_rate, where)
+
+    def __str__(self) -> str:
+        where = f" ({self.where})" if self.where else ""
+        return (f"non-finite loss ({self.value}) at step {self.step}/{self.total_steps} of {self.description}{where}; "
+                f"nothing was published. Likely cause: a learning rate too high for this model ({self.learning_rate:g}; "
+                "lower it with --lr or the step's train.learning_rate), or bad input values. The checkpoints before "
+                "this step are kept; after changing a setting rerun with --overwrite")

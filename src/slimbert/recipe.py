@@ -122,7 +122,9 @@ class Recipe:
         if not path.is_file():
             raise ConfigError(f"recipe file not found: {path} (pass a YAML file; shipped recipes live in recipes/)")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the recipe as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         return cls.from_dict(data, source=str(path), default_name=path.stem)

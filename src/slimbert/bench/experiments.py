@@ -98,7 +98,10 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file not found: {path}")
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a valid UTF-8 YAML experiment ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: an experiment must be a mapping")
     data.setdefault("name", path.stem)

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from slimbert.errors import ModelLoadError
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.hf_logging import quiet_transformers
@@ -63,35 +65,109 @@ def is_slimbert_artifact(path: str | os.PathLike) -> bool:
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """The artifact's manifest, checked: a damaged or foreign file is a :class:`ModelLoadError` naming it."""
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         raise ModelLoadError(f"{directory} is not a slimbert artifact (no {MANIFEST_NAME}); "
                              "use slimbert.load_model for plain Hugging Face directories")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not a readable slimbert manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ModelLoadError(f"{path}: a slimbert manifest is a JSON object, found {type(manifest).__name__}")
     if manifest.get("format") != FORMAT:
         raise ModelLoadError(f"{path}: unsupported artifact format {manifest.get('format')!r} (expected {FORMAT})")
+    modules = manifest.get("modules")
+    if not isinstance(modules, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("kind"), str) and isinstance(e.get("spec"), dict)
+            for e in modules.values()):
+        raise ModelLoadError(f"{path}: 'modules' must map module paths to {{\"kind\", \"spec\"}} entries; the file is "
+                             "damaged or was not written by slimbert")
+    for key in ("onnx_transforms", "history"):
+        if not isinstance(manifest.get(key, []), list):
+            raise ModelLoadError(f"{path}: {key!r} must be a list")
     return manifest
 
 
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes recorded in a safetensors file's header (nothing is loaded)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing: the artifact has no weights")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for truncated, empty or foreign files
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); it may be truncated or empty") from None
+
+
+def _build(config, manifest: dict[str, Any], directory: Path, attn_implementation: str, device: str):
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.device(device):
+        model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+        for path, entry in manifest["modules"].items():
+            try:
+                set_module(model, path, build_module(entry["kind"], entry["spec"]))
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise ModelLoadError(f"{directory / MANIFEST_NAME}: cannot rebuild module {path!r} "
+                                     f"({type(exc).__name__}: {exc})") from None
+    return model
+
+
+def check_declared_shapes(model, shapes: dict[str, tuple[int, ...]], directory: Path) -> None:
+    """Every tensor the manifest and config declare (built on the meta device) must be in the weights file with
+    the same shape, before anything is allocated: a damaged manifest cannot make the loader allocate 160 GB."""
+    groups: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)  # tied tensors are stored once
+    declared = model.state_dict(keep_vars=True)
+    problems = []
+    for names in groups.values():
+        stored = [n for n in names if n in shapes]
+        if not stored:
+            problems.append(f"{names[0]}: declared {tuple(declared[names[0]].shape)}, missing from {WEIGHTS_NAME}")
+            continue
+        want = tuple(declared[stored[0]].shape)
+        if want != shapes[stored[0]]:
+            problems.append(f"{stored[0]}: {MANIFEST_NAME}/config.json declare {want}, {WEIGHTS_NAME} holds "
+                            f"{shapes[stored[0]]}")
+    if problems:
+        raise ModelLoadError(f"{directory}: the recorded model structure does not match the weights: "
+                             + "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+
+
 def load_compressed(directory: str | os.PathLike, attn_implementation: str = "sdpa") -> ModelBundle:
-    """Load an artifact written by :func:`save_compressed` (e.g. by ``slimbert compress``)."""
+    """Load an artifact written by :func:`save_compressed` (e.g. by ``slimbert compress``).
+
+    The manifest and config are checked against the weights file's header on the meta device first, so a
+    damaged artifact fails with a :class:`ModelLoadError` naming the file before any memory is allocated.
+    """
     from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     directory = Path(directory)
     manifest = read_manifest(directory)
+    shapes = weight_shapes(directory / WEIGHTS_NAME)
     quiet_transformers()
-    config = AutoConfig.from_pretrained(directory)
-    model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
-    for path, entry in manifest["modules"].items():
-        set_module(model, path, build_module(entry["kind"], entry["spec"]))
+    try:
+        config = AutoConfig.from_pretrained(directory)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{directory / 'config.json'}: not a readable model config ({exc})") from None
+    check_declared_shapes(_build(config, manifest, directory, attn_implementation, "meta"), shapes, directory)
+    model = _build(config, manifest, directory, attn_implementation, "cpu")
     sync_layer_attributes(model)  # pruned heads: attention modules' head counts follow the new shapes
     try:
         load_model(model, str(directory / WEIGHTS_NAME), strict=True)
     except (RuntimeError, KeyError) as exc:
         raise ModelLoadError(f"{directory}: the weights do not match the recorded model structure: {exc}") from None
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{directory}: could not load the tokenizer ({exc})") from None
     return ModelBundle(
         model=model,
         tokenizer=tokenizer,

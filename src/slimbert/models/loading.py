@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -104,10 +105,23 @@ def load_model(
             source, attn_implementation=attn_implementation, **kwargs
         )
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise ModelLoadError(f"could not load the model or tokenizer from {source}: {exc}") from None
+    except Exception as exc:  # missing, empty or truncated weights surface as OSError, ValueError or safetensors errors
+        raise ModelLoadError(f"could not load the model or tokenizer from {source}: {type(exc).__name__}: {exc}") from None
     model.eval()
     return ModelBundle(model=model, tokenizer=tokenizer, source=str(spec))
+
+
+def model_identity(spec: str | os.PathLike) -> str:
+    """What a run was made from, for resume and reuse: the resolved directory (or hub id) and a digest of its
+    config and weights files' sizes, so a different model behind the same name is noticed too."""
+    source = resolve_model_source(spec)
+    path = Path(source)
+    if not path.is_dir():
+        return source
+    digest = hashlib.sha256((path / "config.json").read_bytes())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return f"{path.resolve()}#{digest.hexdigest()[:12]}"
 
 
 def check_head_matches_task(config, task, source: str) -> None:

@@ -4,7 +4,8 @@ Fields: the ``model`` fine-tuned and the ``task``; dev ``metrics`` (fractions) o
 the task's ``main_metric``; optimizer ``steps`` run and the ``best_step`` kept; ``train_examples``;
 ``train_seconds`` (summed over resumes) and ``wall_seconds_this_run``; ``resumed_from_step`` (None
 when this process started fresh); the ``train_config`` and run ``settings`` used; the
-``eval_history`` (one entry per evaluation: step and metrics); the ``environment``.
+``eval_history`` (one entry per evaluation: step and metrics); the ``environment``; the ``fingerprint``
+the output is reused for (model, task, training settings).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class TrainingSummary:
     settings: RunSettings
     eval_history: tuple[dict[str, Any], ...]
     environment: Environment
+    fingerprint: dict[str, Any] | None = None  # what the run is keyed by for reuse (None: written before it was)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)

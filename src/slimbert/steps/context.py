@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from slimbert.data.encoding import EncodedDataset
 from slimbert.data.tasks import TaskSpec
-from slimbert.errors import ConfigError, SlimbertError
+from slimbert.errors import ConfigError, SlimbertError, TrainingDiverged
 from slimbert.report.card import Claim
 from slimbert.steps.teacher import StepDistillation
 from slimbert.training.config import TrainConfig
@@ -35,6 +35,7 @@ class StepContext:
     work_dir: Path
     teacher: "ModelBundle | None" = None
     step_index: int = 0
+    step_method: str = ""
     # The current step's `distill:` block (None: train on the task's labels only).
     distillation: StepDistillation | None = None
     claims: list[Claim] = field(default_factory=list)
@@ -98,6 +99,8 @@ class StepContext:
                 regression=task.is_regression,
                 description=description or name,
             )
+        except TrainingDiverged as exc:
+            raise exc.within(f"recipe step {self.step_index + 1}: {self.step_method}") from None
         finally:
             if teacher_term is not None:
                 teacher_term.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from slimbert.data.encoding import EncodedDataset, PadCollator
-from slimbert.errors import SlimbertError
+from slimbert.errors import SlimbertError, TrainingDiverged
 from slimbert.training.callbacks import Callback
 from slimbert.training.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, save_weights
 from slimbert.training.config import TrainConfig
@@ -132,11 +133,20 @@ def train(
     Resumes from ``run_dir/checkpoints`` when a checkpoint of the same run exists.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
 
     cfg.validate()
     run_dir = Path(run_dir)
-    accelerator = Accelerator()
+    # batch_size is the global batch: each of the run's processes takes an equal share of every batch, so the
+    # same command trains the same schedule (steps, learning rate) on one process or many.
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % accelerator.num_processes:
+        raise SlimbertError(f"the batch size {cfg.batch_size} is the global batch and must split evenly across the "
+                            f"{accelerator.num_processes} processes; use a multiple of {accelerator.num_processes}")
+    if accelerator.num_processes > 1:
+        print(f"{description}: process {accelerator.process_index} of {accelerator.num_processes}, global batch "
+              f"{cfg.batch_size} ({cfg.batch_size // accelerator.num_processes} per process)", file=sys.stderr,
+              flush=True)
     set_seed(cfg.seed)
     if any(t.needs_attentions for t in loss_terms) and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")  # attention probabilities are only returned by eager attention
@@ -210,7 +220,7 @@ def train(
     with progress:
         progress.advance_to(state.global_step, state.last_loss, state.best_metric, main_metric)
         while not state.done:
-            sampler.set_position(state.epoch, state.batches_in_epoch * accelerator.num_processes)
+            sampler.set_position(state.epoch, state.batches_in_epoch)  # global batches (split across processes)
             started = time.perf_counter()
             for batch in loader:
                 if state.batches_in_epoch % cfg.grad_accum_steps == 0:
@@ -220,6 +230,9 @@ def train(
                 sync = state.batches_in_epoch % cfg.grad_accum_steps == 0 or last_of_epoch
                 with accelerator.no_sync(module) if not sync else nullcontext():
                     loss, parts = module(batch)
+                    if not torch.isfinite(loss):  # stop now: every later step would train on NaN
+                        raise TrainingDiverged(float(loss.detach()), state.global_step + 1, total_steps, description,
+                                               cfg.learning_rate)
                     accelerator.backward(loss / cfg.grad_accum_steps)
                 run_callbacks("on_after_backward")
                 if not sync:

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+if not console.is_terminal:  # logs, CI, pipes: plain lines, never wrapped
+    console = Console(stderr=True, width=100_000, soft_wrap=True, no_color=True, highlight=False)
 LOG_EVERY_S = 60.0
 
 

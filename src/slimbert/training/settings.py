@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from slimbert.errors import ConfigError
 from slimbert.training.config import TrainConfig
+
+DEFAULT_SEQ_LEN = 128
+# Settings that change what a run produces (what resume and reuse are keyed by); the others do not.
+TRAINING_FIELDS = ("max_train_samples", "epochs", "max_steps", "seed", "max_seq_len", "batch_size", "learning_rate")
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Knobs shared by ``finetune``, ``eval`` and ``compress``: a quick run is one flag away."""
+    """Knobs shared by ``finetune``, ``eval`` and ``compress``: a quick run is one flag away.
+
+    ``max_seq_len`` None means the default (128) clamped to the model's positions, with a note
+    (:meth:`for_model`); an explicit value above the model's positions is refused.
+    """
 
     data_dir: str | None = None
     max_train_samples: int | None = None
@@ -18,9 +28,45 @@ class RunSettings:
     epochs: float | None = None
     max_steps: int | None = None
     seed: int = 42
-    max_seq_len: int = 128
+    max_seq_len: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+
+    def validate(self) -> None:
+        """Refuse values no run can use: non-finite or non-positive numbers (``--lr inf``, ``--epochs 0``)."""
+        for name, flag in (("learning_rate", "--lr"), ("epochs", "--epochs")):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{flag} must be a finite number > 0, got {value}")
+        for name in ("max_train_samples", "max_eval_samples", "max_steps", "max_seq_len", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+    @property
+    def seq_len(self) -> int:
+        """The sequence length inputs are truncated to."""
+        return self.max_seq_len if self.max_seq_len is not None else DEFAULT_SEQ_LEN
+
+    def for_model(self, positions: int | None, model: str) -> tuple["RunSettings", str | None]:
+        """These settings with the sequence length fitted to a model with ``positions`` positions, and a note
+        when the default had to be lowered; an explicit ``--max-seq-len`` beyond the positions is refused."""
+        if positions is None:
+            return self, None
+        if self.max_seq_len is not None:
+            if self.max_seq_len > positions:
+                raise ConfigError(f"--max-seq-len {self.max_seq_len} is more than the {positions} positions of "
+                                  f"{model}; pass --max-seq-len {positions} or less")
+            return self, None
+        if DEFAULT_SEQ_LEN <= positions:
+            return replace(self, max_seq_len=DEFAULT_SEQ_LEN), None
+        return (replace(self, max_seq_len=positions),
+                f"{model} has {positions} positions: inputs are truncated to --max-seq-len {positions} "
+                f"(default {DEFAULT_SEQ_LEN})")
+
+    def training_fields(self) -> dict[str, Any]:
+        """The settings that change what training produces (not data location, eval samples)."""
+        return {k: v for k, v in asdict(self).items() if k in TRAINING_FIELDS}
 
     def train_config(self, base: TrainConfig | None = None) -> TrainConfig:
         """``base`` (a method's defaults) with the command-line overrides applied."""

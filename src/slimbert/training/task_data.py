@@ -38,7 +38,7 @@ class TaskDataset:
     def train_set(self, tokenizer) -> EncodedDataset:
         key = (id(tokenizer), "train")
         if key not in self._encoded:
-            self._encoded[key] = encode(self.train_examples(), tokenizer, self.settings.max_seq_len)
+            self._encoded[key] = encode(self.train_examples(), tokenizer, self.settings.seq_len)
         return self._encoded[key]
 
     def eval_sets(self, tokenizer) -> dict[str, EncodedDataset]:
@@ -47,7 +47,7 @@ class TaskDataset:
             n = self.settings.max_eval_samples
             self._encoded[key] = {
                 split: encode(self.data.examples(split)[:n] if n else self.data.examples(split), tokenizer,
-                              self.settings.max_seq_len)
+                              self.settings.seq_len)
                 for split in self.data.eval_splits()
             }
         return self._encoded[key]

@@ -67,7 +67,7 @@ def calibration_examples(ctx: StepContext, n: int) -> list:
 def apply_static_int8(bundle: ModelBundle, cfg: StaticInt8Config, ctx: StepContext) -> ModelBundle:
     """Static post-training int8 of the encoder linears, calibrated on training examples."""
     examples = calibration_examples(ctx, cfg.calibration_samples)
-    dataset = encode(examples, bundle.tokenizer, ctx.settings.max_seq_len)
+    dataset = encode(examples, bundle.tokenizer, ctx.settings.seq_len)
     linears = {path: module for path, (_, module) in encoder_linears(bundle.model).items()}
     ranges = observe_inputs(bundle.model, linears, dataset, pad_token_id=bundle.tokenizer.pad_token_id or 0,
                             method=cfg.calibration, percentile=cfg.percentile)

@@ -121,8 +121,8 @@ def apply_distill(bundle: ModelBundle, cfg: DistillConfig, ctx: StepContext) -> 
     if cfg.augmentation is not None:
         originals = ctx.data.train_examples()
         extra = augment_examples(originals, bundle.tokenizer, teacher.model, cfg.augmentation,
-                                 regression=ctx.task.is_regression, max_seq_len=ctx.settings.max_seq_len)
-        train_set = encode(originals + extra, bundle.tokenizer, ctx.settings.max_seq_len)
+                                 regression=ctx.task.is_regression, max_seq_len=ctx.settings.seq_len)
+        train_set = encode(originals + extra, bundle.tokenizer, ctx.settings.seq_len)
         ctx.note(f"distillation data: {len(originals)} examples + {len(extra)} augmented, labelled by the teacher")
     train_cfg = ctx.settings.train_config(cfg.train)
     try:
