@@ -51,7 +51,7 @@ def test_compress_writes_artifact_onnx_and_report(tiny_bert_dir, tiny_glue, tmp_
     assert ReportCard.from_dict(report) == result.report  # the file reads back as the same typed card
     for side in ("baseline", "compressed"):
         assert REPORT_SIDE_KEYS <= set(report[side])
-        assert set(report[side]["latency_ms"]) == {"pytorch", "onnxruntime"}
+        assert set(report[side]["latency_ms"]) == {"pytorch", "onnxruntime", "openvino"}
         assert set(report[side]["latency_ms"]["pytorch"]) == {"b1s16", "b4s16"}
         assert report[side]["latency_ms"]["onnxruntime"]["b1s16"]["median_ms"] > 0
     assert report["steps"][0]["method"] == "dynamic-int8" and report["steps"][0]["config"]["per_channel"] is True
@@ -60,7 +60,11 @@ def test_compress_writes_artifact_onnx_and_report(tiny_bert_dir, tiny_glue, tmp_
     assert report["compressed"]["size_mb"] < report["baseline"]["size_mb"]
     assert report["ratios"]["speedup"]["onnxruntime_vs_pytorch_fp32"]["b1s16"] > 0
     assert {c["runtime"] for c in report["claims"]} == {"disk", "pytorch", "onnxruntime"}
-    assert "accuracy" in report["compressed"]["metrics_onnx"]
+    assert "accuracy" in report["compressed"]["metrics_onnx"] and "accuracy" in report["compressed"]["metrics_openvino"]
+    assert report["compressed"]["openvino"]["precision"] == "int8" and report["baseline"]["openvino"]["precision"] == "fp32"
+    assert report["serving_runtime"] in {"pytorch", "onnxruntime", "openvino"}
+    assert json.loads((out / "slimbert.json").read_text())["serving_runtime"] == report["serving_runtime"]
+    assert [s["method"] for s in report["stages"]] == ["dynamic-int8"] and report["stages"][0]["latency_ms"] > 0
     md = (out / "report.md").read_text()
     assert "Which gains are real here" in md and "b4s16" in md
     # The artifact reloads and runs.

@@ -12,7 +12,7 @@ import torch
 from slimbert.data.tasks import get_task
 from slimbert.errors import ConfigError, SlimbertError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
-from slimbert.methods.quantization.common.accuracy_gate import LayerFallback, QuantStepConfig, enforce_accuracy
+from slimbert.methods.quantization.common.accuracy_gate import LayerFallback, enforce_accuracy
 from slimbert.methods.quantization.common.int8_modules import Int8StaticLinear
 from slimbert.methods.quantization.common.packed import PackedLinear
 from slimbert.models.artifact import load_compressed, save_compressed
@@ -20,6 +20,7 @@ from slimbert.models.loading import load_model
 from slimbert.models.structure import layer_views, set_module
 from slimbert.recipe import Recipe
 from slimbert.steps.context import StepContext
+from slimbert.steps.gate import StepGate
 from slimbert.steps.registry import get_method
 from slimbert.training.config import TrainConfig
 from slimbert.training.settings import RunSettings
@@ -170,6 +171,8 @@ def test_qbert_mixed_precision_from_the_hessian(trained_bert, tiny_glue, tmp_pat
     ("ternary", {"embedding_bits": 16}, "embedding_bits must be an integer in [1, 8], got 16"),
     ("static-int8", {"calibration_samples": 0}, "calibration_samples must be >= 1"),
     ("qat-int8", {"max_metric_drop": -1}, "max_metric_drop must be in [0, inf]"),
+    ("dynamic-int8", {"max_metric_drop": 1, "on_exceed": "fallback"}, "has no fallback for its accuracy gate"),
+    ("qat-int8", {"on_exceed": "fallback"}, "which needs max_metric_drop"),
     ("int4-weight-only", {"block_size": 48}, "block_size must be one of 16, 32, 64, 128, 256"),
 ])
 def test_bad_configs_are_explained(name, config, fragment):
@@ -206,31 +209,38 @@ def _broken_layers(bundle) -> LayerFallback:
     return LayerFallback(quantized, fallback)
 
 
-def test_accuracy_gate_fails_or_falls_back_per_layer(trained_bert, tiny_glue, tmp_path):
+@pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime"])
+def test_accuracy_gate_fails_or_falls_back_per_layer(trained_bert, tiny_glue, tmp_path, runtime):
     teacher = load_model(trained_bert, get_task("sst2"))
     ctx = _context(tiny_glue, tmp_path, teacher)
-    baseline = ctx.baseline_metrics()["accuracy"]
+    ctx.gate_runtime = runtime
+    baseline = ctx.input_evaluation(runtime).metrics["accuracy"]
     assert baseline > 0.9
 
     bundle = teacher.clone()
     layers = _broken_layers(bundle)
-    with pytest.raises(SlimbertError, match="accuracy gate failed: demo: accuracy .* on_exceed: fallback"):
-        enforce_accuracy(bundle, ctx, QuantStepConfig(max_metric_drop=1.0), "demo", layers)
+    ctx.gate = StepGate(max_metric_drop=1.0)
+    with pytest.raises(SlimbertError, match=f"accuracy gate failed on {runtime}: accuracy .* on_exceed: fallback"):
+        enforce_accuracy(bundle, ctx, "demo", layers)
 
-    restored = enforce_accuracy(bundle, ctx, QuantStepConfig(max_metric_drop=1.0, on_exceed="fallback"), "demo", layers)
+    ctx.gate = StepGate(max_metric_drop=1.0, on_exceed="fallback")
+    restored = enforce_accuracy(bundle, ctx, "demo", layers)
     assert restored  # at least one layer had to go back
     accuracy = ctx.data.evaluate(bundle.model, bundle.tokenizer)["accuracy"]
-    assert (baseline - accuracy) * 100 <= 1.0
+    assert (baseline - accuracy) * 100 <= 1.0 + 1e-9
+    assert ctx.gate_outcome.passed and ctx.gate_outcome.fallback == f"layers {restored} at higher precision"
     assert any("fell back to higher precision" in n for n in ctx.notes)
-    assert enforce_accuracy(bundle, ctx, QuantStepConfig(), "demo", layers) == []  # no limit, no check
+    ctx.gate = None
+    assert enforce_accuracy(bundle, ctx, "demo", layers) == []  # no gate, no check
 
 
 def test_gate_in_a_method_reports_and_keeps_fp32_layers_out_of_the_onnx_graph(trained_bert, tiny_glue, tmp_path):
     teacher = load_model(trained_bert, get_task("sst2"))
     ctx = _context(tiny_glue, tmp_path, teacher)
+    ctx.gate = StepGate(max_metric_drop=50.0, on_exceed="fallback")
     method = get_method("static-int8")
-    quantized = method.apply(teacher.clone(), method.config_cls(max_metric_drop=50.0, on_exceed="fallback"), ctx)
-    assert any("accuracy gate passed" in n for n in ctx.notes)
+    quantized = method.apply(teacher.clone(), method.config_cls(), ctx)
+    assert any("accuracy gate passed on onnxruntime" in n for n in ctx.notes)
     assert len(quantized.onnx_transforms[-1]["activations"]) == 6 * len(layer_views(quantized.model))
 
 

@@ -8,8 +8,6 @@ This package is the public facade; importing it registers every built-in method,
 ONNX transform (through :mod:`slimbert.methods`), so artifacts of any kind load.
 """
 
-from slimbert.version import __version__  # noqa: F401
-
 from slimbert import methods as _methods  # noqa: F401,E402  (registers the built-in methods)
 from slimbert.config import MethodConfig  # noqa: E402
 from slimbert.errors import ConfigError, DataError, ModelLoadError, SlimbertError  # noqa: E402
@@ -18,6 +16,7 @@ from slimbert.models.artifact import load_compressed, save_compressed  # noqa: E
 from slimbert.models.loading import load_model  # noqa: E402
 from slimbert.recipe import Recipe, load_recipe  # noqa: E402
 from slimbert.steps.registry import register_method  # noqa: E402
+from slimbert.version import __version__  # noqa: F401
 
 
 def compress(*args, **kwargs):
@@ -27,8 +26,15 @@ def compress(*args, **kwargs):
     return _compress(*args, **kwargs)
 
 
+def pipeline(*args, **kwargs):
+    """A classifier of a (compressed) model on a runtime; see :func:`slimbert.serving.pipeline`."""
+    from slimbert.serving import pipeline as _pipeline
+
+    return _pipeline(*args, **kwargs)
+
+
 __all__ = [
     "ConfigError", "DataError", "MethodConfig", "ModelLoadError", "Recipe", "SlimbertError",
-    "__version__", "available_methods", "compress", "load_compressed", "load_model", "load_recipe",
+    "__version__", "available_methods", "compress", "load_compressed", "load_model", "load_recipe", "pipeline",
     "register_method", "save_compressed",
 ]

@@ -11,38 +11,62 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from slimbert.config import MethodConfig
 from slimbert.data.tasks import get_task
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import OnnxExport, export_onnx, onnx_session, predict_onnx
+from slimbert.export.onnx import OnnxExport, computes_in_int8, export_onnx
+from slimbert.export.openvino import OPENVINO_DIR, OpenVinoExport, export_openvino
+from slimbert.export.runtimes import open_session
 from slimbert.measure.flops import flops_per_example
-from slimbert.measure.latency import DEFAULT_GRID, LatencyTarget, measure_latency
+from slimbert.measure.latency import (
+    DEFAULT_GRID,
+    LatencyTarget,
+    grid_key,
+    measure_latency,
+    pytorch_runner,
+    random_inputs,
+    time_interleaved,
+)
+from slimbert.measure.peak import gemm_peaks
 from slimbert.measure.size import MB, count_parameters, file_size, weight_bytes
 from slimbert.methods import get_method
-from slimbert.models.artifact import MANIFEST_NAME, ONNX_NAME, WEIGHTS_NAME, load_compressed, save_compressed
+from slimbert.models.artifact import (
+    MANIFEST_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    load_compressed,
+    save_compressed,
+    write_manifest_fields,
+)
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.loading import check_head_matches_task, load_model, model_identity
+from slimbert.models.module_kinds import computes_in_int8 as module_computes_in_int8
 from slimbert.models.shape import shape_of
 from slimbert.outdir import OutputLock, check_fingerprint, check_replaceable, check_writable, sibling
-from slimbert.recipe import Recipe, load_recipe
+from slimbert.recipe import Recipe, RecipeStep, load_recipe
 from slimbert.report.card import (
     Claim,
     Environment,
+    GateOutcome,
     ModelMeasurements,
     OnnxInfo,
+    OpenVinoInfo,
     ParamCounts,
     ReportCard,
+    Stage,
     StepRecord,
     TrainingRun,
     load_card,
 )
 from slimbert.report.markdown import render_markdown
 from slimbert.steps.context import StepContext
+from slimbert.steps.gate import DEFAULT_GATE_RUNTIME, evaluate_on
 from slimbert.training.distributed import is_main_process, wait_for_everyone
-from slimbert.training.evaluate import metrics_from_logits
+from slimbert.training.evaluate import Evaluation, degenerate_flags
 from slimbert.training.seeding import seed_everything
 from slimbert.training.settings import RunSettings
 from slimbert.training.task_data import TaskDataset
@@ -58,69 +82,184 @@ class CompressionResult:
 
 
 def run_recipe(bundle: ModelBundle, recipe: Recipe, data: TaskDataset, settings: RunSettings, work_dir: Path,
-               log: Callable[[str], None] = print,
-               teacher: ModelBundle | None = None) -> tuple[ModelBundle, list[StepRecord], StepContext]:
+               log: Callable[[str], None] = print, teacher: ModelBundle | None = None,
+               stage_latency: bool = False) -> tuple[ModelBundle, list[StepRecord], StepContext]:
     """Apply each step of ``recipe`` in order; return the model, a record of the steps and the context.
 
     The steps' teacher (distillation, accuracy gates) is ``teacher``, by default a copy of ``bundle``.
+    After each step the model is measured (``ctx.stages``: the report's waterfall; ``stage_latency``
+    adds a short PyTorch timing) and its accuracy gate, if it has one, is checked on the gate runtime;
+    a failing gate either fails the run or, with ``on_exceed: fallback``, the step runs again milder.
     """
     teacher = teacher if teacher is not None else bundle.clone()
     steps = []
-    ctx = StepContext(data=data, settings=settings, work_dir=work_dir, teacher=teacher)
+    ctx = StepContext(data=data, settings=settings, work_dir=work_dir, teacher=teacher,
+                      gate_runtime=recipe.runtime or DEFAULT_GATE_RUNTIME)
     for i, step in enumerate(recipe.steps):
         method = get_method(step.method)
-        ctx.step_index, ctx.step_method = i, step.method
-        seed_everything(settings.seed + i)  # new parameters a step creates (students, heads) follow --seed
-        ctx.distillation = step.distill
-        ctx.work_dir = work_dir / f"step{i}-{step.method}"
-        ctx.work_dir.mkdir(parents=True, exist_ok=True)
         log(f"step {i + 1}/{len(recipe.steps)}: {step.method}")
         started = time.perf_counter()
-        ctx.training_runs = []
-        bundle = method.apply(bundle, step.config, ctx)
+        bundle, config, outcome = _run_gated_step(bundle, step, method, ctx, i, work_dir, log)
         # "seconds" is this process's wall time; "training" sums each run's time over resumes.
-        record = StepRecord(method=step.method, family=method.family, config=step.fields(),
-                            seconds=round(time.perf_counter() - started, 2),
+        record = StepRecord(method=step.method, family=method.family,
+                            config=replace(step, config=config).fields(), seconds=round(time.perf_counter() - started, 2),
                             training=tuple(TrainingRun(**run) for run in ctx.training_runs))
         bundle.history.append({"method": step.method, "config": record.config})
         steps.append(record)
+        ctx.stages.append(measure_stage(bundle, ctx, i, step.method, outcome, stage_latency))
     ctx.work_dir = work_dir
     return bundle, steps, ctx
 
 
-def describe(bundle: ModelBundle, artifact_dir: Path | None, onnx: OnnxExport | None, data: TaskDataset,
-             evaluate: bool = True) -> ModelMeasurements:
-    """Metrics, sizes, parameters and FLOPs of a model (latency is added separately).
+def _run_gated_step(bundle: ModelBundle, step: RecipeStep, method, ctx: StepContext, i: int, work_dir: Path,
+                    log: Callable[[str], None]) -> tuple[ModelBundle, MethodConfig, GateOutcome | None]:
+    """One step, with its accuracy gate: the model, the config that passed, and the gate's outcome."""
+    gate = step.gate
+    retry = gate is not None and gate.on_exceed == "fallback" and callable(method.fallback)
+    if gate is not None and gate.gate_against == "previous":
+        ctx.gate, ctx.work_dir = gate, work_dir / f"step{i}-{step.method}"
+        ctx.previous_evaluation = evaluate_on(bundle, ctx.data, ctx.gate_runtime, ctx.work_dir / "gate")
+    config, attempt = step.config, 0
+    while True:
+        ctx.step_index, ctx.step_method = i, step.method
+        seed_everything(ctx.settings.seed + i)  # new parameters a step creates (students, heads) follow --seed
+        ctx.distillation, ctx.gate, ctx.gate_outcome, ctx.gate_flags = step.distill, gate, None, []
+        ctx.work_dir = work_dir / (f"step{i}-{step.method}" + (f"-fallback{attempt}" if attempt else ""))
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        ctx.training_runs = []
+        result = method.apply(bundle.clone() if retry else bundle, config, ctx)
+        if gate is None:
+            return result, config, None
+        # Methods with a per-layer fallback check the gate themselves (enforce_accuracy); the others here.
+        outcome = ctx.gate_outcome if method.fallback == "layers" else ctx.check_gate(result)
+        if outcome.passed:
+            if attempt:
+                ctx.note(f"step {i + 1} ({step.method}): the accuracy gate passed after {attempt} fallback(s), with "
+                         f"{_config_difference(step.config, config)}")
+                outcome = replace(outcome, fallback=_config_difference(step.config, config))
+            return result, config, outcome
+        milder = method.fallback(config) if retry else None
+        if milder is None:
+            how = ("no milder setting is left" if retry else
+                   "set on_exceed: fallback to retry milder" if callable(method.fallback) else
+                   f"{step.method} has no fallback")
+            raise ctx.gate_error(outcome, f"Step {i + 1} ({step.method}): {how}; raise max_metric_drop, or change the "
+                                          "step.")
+        log(f"accuracy gate failed ({-outcome.drop:+.2f} points on {outcome.runtime}); retrying {step.method} with "
+            f"{_config_difference(config, milder)}")
+        config, attempt = milder, attempt + 1
+
+
+def _config_difference(before: MethodConfig, after: MethodConfig) -> str:
+    a, b = before.to_dict(), after.to_dict()
+    return ", ".join(f"{k} {a[k]} -> {b[k]}" for k in a if a[k] != b[k]) or "the same config"
+
+
+def measure_stage(bundle: ModelBundle, ctx: StepContext, i: int, method: str, outcome: GateOutcome | None,
+                  latency: bool) -> Stage:
+    """The model after step ``i``: metrics (PyTorch), size, FLOPs, a short timing; flags if degenerate."""
+    session = open_session(bundle, None, "pytorch")
+    pad = bundle.tokenizer.pad_token_id or 0
+    evaluation = ctx.data.evaluation(lambda ds: session.predict(ds, pad_token_id=pad), bundle.tokenizer)
+    flags = degenerate_flags(evaluation, ctx.task.main_metric, ctx.input_evaluation("pytorch"))
+    for flag in flags:
+        ctx.note(f"after step {i + 1} ({method}): {flag}")
+    timing = None
+    if latency:
+        inputs = random_inputs(bundle.model.config.vocab_size, bundle.arch.inputs, 1, ctx.settings.seq_len)
+        timing = time_interleaved({"m": pytorch_runner(bundle.model, inputs)}, budget_s=2.0)["m"].median_ms
+    return Stage(step=i + 1, method=method, metrics=evaluation.metrics, size_mb=weight_bytes(bundle.model)["total"] / MB,
+                 params=count_parameters(bundle.model)["total"], flops=flops_per_example(bundle.model, FLOPS_SEQ_LEN),
+                 latency_ms=timing, gate=outcome, flags=tuple(flags))
+
+
+@dataclass
+class Exports:
+    """What an artifact was converted to, for the fast runtimes (None: not exported, or conversion failed)."""
+
+    onnx: OnnxExport | None = None
+    openvino: OpenVinoExport | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def export_runtimes(bundle: ModelBundle, directory: Path, data: TaskDataset) -> Exports:
+    """Export ``bundle`` for ONNX Runtime and OpenVINO into ``directory``; a kind that cannot convert is noted
+    with the reason (the PyTorch artifact still stands)."""
+    exports = Exports()
+    try:
+        exports.onnx = export_onnx(bundle, directory / ONNX_NAME)
+        exports.notes += exports.onnx.notes
+    except Exception as exc:  # an exotic module may not export
+        exports.notes.append(f"ONNX export failed ({type(exc).__name__}: {exc}); no ONNX Runtime artifact")
+    try:
+        exports.openvino = export_openvino(bundle, directory / OPENVINO_DIR, calibration=data.train_set(bundle.tokenizer))
+        exports.notes += exports.openvino.notes
+    except Exception as exc:  # OpenVINO may not read every graph
+        exports.notes.append(f"OpenVINO conversion failed ({type(exc).__name__}: {exc}); no OpenVINO artifact")
+    return exports
+
+
+def describe(bundle: ModelBundle, artifact_dir: Path | None, exports: Exports, data: TaskDataset,
+             evaluate: bool = True) -> tuple[ModelMeasurements, dict[str, Evaluation]]:
+    """Metrics on every runtime the model was exported to, sizes, parameters and FLOPs (latency is added
+    separately), and the evaluations behind the metrics (for degeneracy checks).
 
     ``evaluate=False`` skips task metrics (for shape-only benchmarks on random weights).
     """
-    tokenizer = bundle.tokenizer
     stored = weight_bytes(bundle.model)
-    onnx_info = metrics_onnx = None
-    if onnx is not None:
-        onnx_info = OnnxInfo(fused_ops=onnx.fused_ops, transforms=tuple(onnx.transforms),
-                             max_abs_logit_diff_vs_float=onnx.max_abs_diff, notes=tuple(onnx.notes))
-        if evaluate:
-            session = onnx_session(onnx.path)
-            eval_sets = data.eval_sets(tokenizer)
-            logits = {s: predict_onnx(session, ds, pad_token_id=tokenizer.pad_token_id or 0) for s, ds in eval_sets.items()}
-            metrics_onnx = metrics_from_logits(data.task, logits, eval_sets)
+    evaluations: dict[str, Evaluation] = {}
+    if evaluate:
+        pad = bundle.tokenizer.pad_token_id or 0
+        for runtime, exported in (("pytorch", True), ("onnxruntime", exports.onnx), ("openvino", exports.openvino)):
+            if exported:
+                session = (open_session(bundle, None, "pytorch") if runtime == "pytorch"
+                           else _session_for(bundle, exported, runtime))
+                evaluations[runtime] = data.evaluation(lambda ds, s=session: s.predict(ds, pad_token_id=pad),
+                                                       bundle.tokenizer)
+    onnx, ov = exports.onnx, exports.openvino
     return ModelMeasurements(
-        metrics=data.evaluate(bundle.model, tokenizer) if evaluate else {},
+        metrics=evaluations["pytorch"].metrics if evaluate else {},
         size_mb=file_size(artifact_dir / WEIGHTS_NAME) / MB if artifact_dir else stored["total"] / MB,
         size_mb_no_embeddings=stored["no_embeddings"] / MB,
         weights_mb=stored["total"] / MB,
         params=ParamCounts(**count_parameters(bundle.model)),
         flops=flops_per_example(bundle.model, FLOPS_SEQ_LEN),
         size_mb_onnx=file_size(onnx.path) / MB if onnx is not None else None,
-        onnx=onnx_info,
-        metrics_onnx=metrics_onnx,
-    )
+        onnx=OnnxInfo(fused_ops=onnx.fused_ops, transforms=tuple(onnx.transforms),
+                      max_abs_logit_diff_vs_float=onnx.max_abs_diff, notes=tuple(onnx.notes)) if onnx else None,
+        metrics_onnx=evaluations["onnxruntime"].metrics if "onnxruntime" in evaluations else None,
+        size_mb_openvino=(file_size(ov.path) + file_size(ov.path.with_suffix(".bin"))) / MB if ov else None,
+        openvino=OpenVinoInfo(precision=ov.precision, max_abs_logit_diff_vs_float=ov.max_abs_diff,
+                              notes=tuple(ov.notes)) if ov else None,
+        metrics_openvino=evaluations["openvino"].metrics if "openvino" in evaluations else None,
+        precisions={"pytorch": "int8" if module_computes_in_int8(bundle.model) else "fp32",
+                    **({"onnxruntime": "int8" if computes_in_int8(bundle) else "fp32"} if onnx else {}),
+                    **({"openvino": ov.precision} if ov else {})},
+    ), evaluations
+
+
+def _session_for(bundle: ModelBundle, exported: OnnxExport | OpenVinoExport, runtime: str):
+    """A session on the exported file (its directory: the ONNX file's, or the IR's parent's parent)."""
+    directory = exported.path.parent if runtime == "onnxruntime" else exported.path.parent.parent
+    return open_session(bundle, directory, runtime)
+
+
+def serving_runtime(recipe: Recipe, measured: ModelMeasurements, exports: Exports, shape: str) -> str:
+    """The recipe's ``runtime``, else the fastest runtime measured at ``shape``, else the first exported fast one."""
+    if recipe.runtime is not None:
+        return recipe.runtime
+    timed = {r: measured.latency(r, shape) for r in measured.latency_ms}
+    timed = {r: v for r, v in timed.items() if v is not None}
+    if timed:
+        return min(timed, key=timed.get)
+    return "onnxruntime" if exports.onnx else "openvino" if exports.openvino else "pytorch"
 
 
 def build_report(baseline: ModelBundle, start: ModelBundle | None, recipe: Recipe, data: TaskDataset,
                  base_info: ModelMeasurements, comp_info: ModelMeasurements, steps: list[StepRecord],
-                 claims: list[Claim], notes: list[str], threads: int, evaluate: bool = True) -> ReportCard:
+                 claims: list[Claim], notes: list[str], threads: int, evaluate: bool = True,
+                 stages: list[Stage] = (), serving: str | None = None, flags: list[str] = (),
+                 peaks: dict[str, dict[str, float]] | None = None) -> ReportCard:
     """The report card of a run: the one place a :class:`~slimbert.report.card.ReportCard` is assembled."""
     return ReportCard(
         model=str(baseline.source),
@@ -135,6 +274,10 @@ def build_report(baseline: ModelBundle, start: ModelBundle | None, recipe: Recip
         notes=tuple(notes),
         steps=tuple(steps),
         environment=Environment.current(threads),
+        stages=tuple(stages),
+        serving_runtime=serving,
+        flags=tuple(flags),
+        gemm_peaks=peaks or {},
     )
 
 
@@ -256,8 +399,8 @@ def _compress_locked(baseline: ModelBundle, start: ModelBundle | None, recipe: R
         log(f"measuring the baseline ({baseline.source})")
         base_dir = work_dir / "baseline"
         save_compressed(baseline, base_dir)
-        base_onnx = export_onnx(baseline, base_dir / ONNX_NAME) if export else None
-        base_info = describe(baseline, base_dir, base_onnx, data, evaluate)
+        base_exports = export_runtimes(baseline, base_dir, data) if export else Exports()
+        base_info, base_evals = describe(baseline, base_dir, base_exports, data, evaluate)
 
         start_note = None
         if start is not None:
@@ -265,33 +408,42 @@ def _compress_locked(baseline: ModelBundle, start: ModelBundle | None, recipe: R
                           "was the teacher of its distillation steps")
             log(start_note)
         compressed, steps, ctx = run_recipe(start if start is not None else baseline.clone(), recipe, data, settings,
-                                            work_dir, log, teacher=baseline.clone())
+                                            work_dir, log, teacher=baseline.clone(), stage_latency=latency)
         save_compressed(compressed, staging, extra={"task": task_spec.name, "recipe": recipe.to_dict()})
-        comp_onnx = None
-        notes = ([start_note] if start_note else []) + notes + list(ctx.notes)
-        if export:
-            try:
-                comp_onnx = export_onnx(compressed, staging / ONNX_NAME)
-                notes += comp_onnx.notes
-            except Exception as exc:  # an exotic module may not export; the PyTorch artifact still stands
-                notes.append(f"ONNX export failed ({type(exc).__name__}: {exc}); no ONNX Runtime artifact")
+        comp_exports = export_runtimes(compressed, staging, data) if export else Exports()
+        notes = ([start_note] if start_note else []) + notes + list(ctx.notes) + comp_exports.notes
         # Measure the artifact as saved: reloading proves it runs.
         reloaded = load_compressed(staging)
-        comp_info = describe(reloaded, staging, comp_onnx, data, evaluate)
+        comp_info, comp_evals = describe(reloaded, staging, comp_exports, data, evaluate)
 
+        peaks: dict[str, dict[str, float]] = {}
         if latency:
             log("timing latency (interleaved runs)")
             names = baseline.arch.inputs
             vocab = baseline.model.config.vocab_size
-            timings = measure_latency(
-                [LatencyTarget("baseline", baseline.model, str(base_onnx.path) if base_onnx else None, names, vocab),
-                 LatencyTarget("compressed", reloaded.model, str(comp_onnx.path) if comp_onnx else None, names, vocab)],
-                grid=latency_grid, threads=threads, budget_s=latency_budget_s, progress=log)
-            base_info = replace(base_info, latency_ms=timings["baseline"])
-            comp_info = replace(comp_info, latency_ms=timings["compressed"])
 
+            def target(name, bundle, exports):
+                return LatencyTarget(name, bundle.model, str(exports.onnx.path) if exports.onnx else None, names, vocab,
+                                     str(exports.openvino.path) if exports.openvino else None)
+
+            timings = measure_latency([target("baseline", baseline, base_exports),
+                                       target("compressed", reloaded, comp_exports)],
+                                      grid=latency_grid, threads=threads, budget_s=latency_budget_s, progress=log)
+            seqs = {seq for _, seq in latency_grid}
+            base_info = replace(base_info, latency_ms=timings["baseline"],
+                                flops_at={str(s): flops_per_example(baseline.model, s) for s in seqs})
+            comp_info = replace(comp_info, latency_ms=timings["compressed"],
+                                flops_at={str(s): flops_per_example(reloaded.model, s) for s in seqs})
+            log("measuring each runtime's matrix-product peak (the compute floor)")
+            peaks = gemm_peaks(threads)
+
+        serving = serving_runtime(recipe, comp_info, comp_exports, grid_key(*latency_grid[0]))
+        flags = []
+        if serving in comp_evals and serving in base_evals:
+            flags = degenerate_flags(comp_evals[serving], task_spec.main_metric, base_evals[serving])
+        write_manifest_fields(staging, {"serving_runtime": serving})
         report = build_report(baseline, start, recipe, data, base_info, comp_info, steps, ctx.claims, notes, threads,
-                              evaluate)
+                              evaluate, stages=ctx.stages, serving=serving, flags=flags, peaks=peaks)
         report.save(staging / "report.json")
         (staging / "report.md").write_text(render_markdown(report))
         _publish(staging, out)

@@ -43,15 +43,21 @@ TextColOpt = Annotated[Optional[list[str]], typer.Option("--text-col", help="csv
 LabelColOpt = Annotated[Optional[str], typer.Option("--label-col", help="csv: tasks: label column.")]
 RegressionOpt = Annotated[bool, typer.Option("--regression", help="csv: tasks: numeric labels (Pearson/Spearman).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+HoldoutOpt = Annotated[Optional[int], typer.Option(
+    "--holdout", help="Set aside N training examples (seeded), never trained on: a split to choose models on.")]
+EvalSplitOpt = Annotated[str, typer.Option("--eval-split", help="Evaluate on 'dev' or on the 'heldout' examples.")]
 
 
 def _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
-              batch_size=None, learning_rate=None):
+              batch_size=None, learning_rate=None, holdout=None, eval_split="dev"):
     from slimbert.training.settings import RunSettings
 
+    if eval_split not in ("dev", "heldout"):
+        raise SlimbertError(f"--eval-split must be dev or heldout, got {eval_split!r}")
     settings = RunSettings(data_dir=data_dir, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                            epochs=epochs, max_steps=max_steps, seed=seed, max_seq_len=max_seq_len,
-                           batch_size=batch_size, learning_rate=learning_rate)
+                           batch_size=batch_size, learning_rate=learning_rate, holdout=holdout,
+                           eval_split=eval_split)
     settings.validate()
     return settings
 
@@ -106,52 +112,93 @@ def finetune(
     console.print(f"model written to {out}")
 
 
+RuntimeOpt = Annotated[Optional[str], typer.Option(
+    "--runtime", help="pytorch, onnxruntime or openvino (default: PyTorch for eval, the artifact's serving runtime "
+                      "for predict).")]
+
+
 @app.command("eval")
 def evaluate_cmd(
     model: ModelOpt, task: TaskOpt, data_dir: DataDirOpt = None, max_eval_samples: EvalSamplesOpt = None,
     max_seq_len: SeqLenOpt = None, text_col: TextColOpt = None, label_col: LabelColOpt = None,
-    regression: RegressionOpt = False, json_out: JsonOpt = False,
-    onnx: Annotated[bool, typer.Option("--onnx", help="Evaluate the artifact's model.onnx on ONNX Runtime.")] = False,
+    regression: RegressionOpt = False, json_out: JsonOpt = False, runtime: RuntimeOpt = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Same as --runtime onnxruntime.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Evaluation batch size.")] = 128,
+    holdout: HoldoutOpt = None, eval_split: EvalSplitOpt = "dev",
     # Accepted so that one set of flags works for finetune, eval and compress; eval does not train.
     max_train_samples: Annotated[Optional[int], typer.Option("--max-train-samples", hidden=True)] = None,
     epochs: Annotated[Optional[float], typer.Option("--epochs", hidden=True)] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", hidden=True)] = None,
     seed: Annotated[int, typer.Option("--seed", hidden=True)] = 42,
 ):
-    """Print a model's task metrics on the dev split(s)."""
+    """Print a model's task metrics on the dev split(s), on any runtime its artifact has."""
     from slimbert.data.tasks import get_task
+    from slimbert.export.runtimes import open_session
     from slimbert.models.loading import load_model, resolve_model_source
+    from slimbert.models.shape import shape_of
     from slimbert.training.task_data import TaskDataset
 
-    settings = _settings(data_dir, None, max_eval_samples, None, None, 42, max_seq_len)
+    if onnx and runtime not in (None, "onnxruntime"):
+        raise SlimbertError(f"--onnx means --runtime onnxruntime; it conflicts with --runtime {runtime}")
+    runtime = "onnxruntime" if onnx else (runtime or "pytorch")
+    if batch_size < 1:
+        raise SlimbertError(f"--batch-size must be >= 1, got {batch_size}")
+    settings = _settings(data_dir, None, max_eval_samples, None, None, 42, max_seq_len, holdout=holdout,
+                         eval_split=eval_split)
     data = TaskDataset(get_task(task, text_cols=text_col, label_col=label_col, regression=regression), settings)
     bundle = load_model(model, data.task)
-    from slimbert.models.shape import shape_of
-
     data.settings, note = settings.for_model(shape_of(bundle.model).max_positions, model)
     if note:
         err.print(note)
-    if onnx:
-        from slimbert.export.onnx import onnx_session, predict_onnx
-        from slimbert.models.artifact import ONNX_NAME
-        from slimbert.training.evaluate import metrics_from_logits
-
-        path = Path(resolve_model_source(model)) / ONNX_NAME
-        if not path.is_file():
-            raise SlimbertError(f"{path} not found: --onnx needs an artifact written by `slimbert compress`")
-        session = onnx_session(path)
-        eval_sets = data.eval_sets(bundle.tokenizer)
-        logits = {s: predict_onnx(session, d, pad_token_id=bundle.tokenizer.pad_token_id or 0) for s, d in eval_sets.items()}
-        metrics = metrics_from_logits(data.task, logits, eval_sets)
-    else:
-        metrics = data.evaluate(bundle.model, bundle.tokenizer)
+    session = open_session(bundle, Path(resolve_model_source(model)), runtime)
+    pad = bundle.tokenizer.pad_token_id or 0
+    metrics = data.evaluation(lambda ds: session.predict(ds, batch_size, pad), bundle.tokenizer).metrics
     examples = {s: len(d) for s, d in data.eval_sets(bundle.tokenizer).items()}
     if json_out:
-        console.print_json(json.dumps({"task": data.task.name, "model": model, "runtime": "onnxruntime" if onnx else "pytorch",
-                                       "examples": examples, "metrics": metrics}))
+        console.print_json(json.dumps({"task": data.task.name, "model": model, "runtime": runtime,
+                                       "batch_size": batch_size, "examples": examples, "metrics": metrics}))
     else:
-        console.print(_metrics_table(f"{data.task.name}: {model} ({', '.join(f'{k} {v}' for k, v in examples.items())} examples)",
-                                     metrics))
+        console.print(_metrics_table(f"{data.task.name}: {model} on {runtime} "
+                                     f"({', '.join(f'{k} {v}' for k, v in examples.items())} examples)", metrics))
+
+
+@app.command()
+def predict(
+    model: ModelOpt,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (default: one per line on stdin, or "
+                                                              "JSON lines {\"text\": ...} / {\"texts\": [a, b]}).")] = None,
+    runtime: RuntimeOpt = None, json_out: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Threads for the runtime.")] = None,
+):
+    """Classify texts with a (compressed) model: labels and scores."""
+    from slimbert.serving import pipeline
+
+    items = list(texts) if texts else [_read_text(line, n) for n, line in enumerate(sys.stdin, 1) if line.strip()]
+    clf = pipeline(model, runtime=runtime, threads=threads)
+    for text, prediction in zip(items, clf(items)):
+        if json_out:
+            print(json.dumps({"text": text, **prediction.to_dict(), "runtime": clf.runtime}))
+        else:
+            label = prediction.label if prediction.label is not None else "score"
+            shown = text if isinstance(text, str) else " ||| ".join(text)
+            print(f"{label}\t{prediction.score:.4f}\t{shown}")
+
+
+def _read_text(line: str, number: int):
+    """A plain line is one text; a JSON line gives "text" or a "texts" pair."""
+    line = line.rstrip("\n")
+    if not line.lstrip().startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise SlimbertError(f"stdin line {number}: looks like JSON but is not valid ({exc.msg})") from None
+    if isinstance(record.get("text"), str):
+        return record["text"]
+    pair = record.get("texts")
+    if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair):
+        return tuple(pair)
+    raise SlimbertError(f'stdin line {number}: a JSON line needs "text": "..." or "texts": ["...", "..."]')
 
 
 @app.command()
@@ -169,12 +216,14 @@ def compress(
     start_from: Annotated[Optional[str], typer.Option(
         "--start-from", help="Start the recipe from this model (e.g. minilm-l6, the pretrained checkpoint) instead of "
                              "MODEL, which stays the teacher and the baseline (movement pruning's setting).")] = None,
+    holdout: HoldoutOpt = None, eval_split: EvalSplitOpt = "dev",
     json_out: JsonOpt = False,
 ):
     """Run a recipe; write the compressed model, its ONNX export and the report card to OUT."""
     from slimbert.api import compress as run
 
-    settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len)
+    settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
+                         holdout=holdout, eval_split=eval_split)
     result = run(model, task, recipe, out, settings=settings, text_cols=text_col, label_col=label_col,
                  regression=regression, latency=not no_latency, threads=threads, latency_budget_s=latency_budget,
                  overwrite=overwrite, start_from=start_from, log=err.print)
@@ -347,6 +396,36 @@ def bench_plot(
         err.print(f"wrote {path}")
     if json_out:
         console.print_json(json.dumps([str(p) for p in paths]))
+
+
+@bench_app.command("peers")
+def bench_peers(
+    model: ModelOpt, task: TaskOpt,
+    artifact: Annotated[Optional[list[Path]], typer.Option("--artifact", "-a", help="slimbert artifacts to compare (repeat).")] = None,
+    data_dir: DataDirOpt = None,
+    threads: Annotated[int, typer.Option("--threads")] = 2,
+    budget: Annotated[float, typer.Option("--budget", help="Seconds of timing per runtime and shape.")] = 10.0,
+    natural_examples: Annotated[int, typer.Option("--natural-examples", help="Dev sentences timed at their own lengths.")] = 256,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the record (JSON) here, and a Pareto plot beside it.")] = None,
+    json_out: JsonOpt = False,
+):
+    """slimbert artifacts vs the runtimes' own tools (ORT quantize_dynamic, OpenVINO + NNCF, ...), side by side."""
+    from slimbert.bench.peers import peers_table, plot_peers, run_peers, save_record
+
+    for path in artifact or []:
+        if not (path / "slimbert.json").is_file():
+            raise SlimbertError(f"--artifact {path} is not a slimbert artifact (no slimbert.json)")
+    record = run_peers(model, task, list(artifact or []), data_dir=data_dir, threads=threads, budget_s=budget,
+                       natural_examples=natural_examples, log=err.print)
+    record["command"] = "slimbert bench peers " + " ".join(sys.argv[3:])
+    if out is not None:
+        save_record(record, out)
+        plot_peers(record, out.with_suffix(".png"))
+        err.print(f"wrote {out} and {out.with_suffix('.png')}")
+    if json_out:
+        console.print_json(json.dumps(record))
+    else:
+        print(peers_table(record))
 
 
 def _profile_target(model: str | None, config: Path | None):

@@ -11,7 +11,12 @@ A recipe file looks like::
 Each step names a registered method; its other keys are that method's config fields, except the
 options every step may carry, which belong to the step machinery, not to the method:
 
-* ``distill:`` distil this step's training from the recipe's teacher (:mod:`slimbert.steps.teacher`).
+* ``distill:`` distil this step's training from the recipe's teacher (:mod:`slimbert.steps.teacher`);
+* ``max_metric_drop``, ``on_exceed``, ``gate_against``: the step's accuracy gate (:mod:`slimbert.steps.gate`).
+
+A recipe may name the ``runtime`` its artifact will be served on (``pytorch``, ``onnxruntime`` or
+``openvino``): accuracy gates check that runtime, and the report serves from it; without one, gates
+check ONNX Runtime and the artifact is served on the fastest runtime measured.
 
 Methods only compose here, by order: no method reads another method's flags.
 """
@@ -26,11 +31,13 @@ import yaml
 
 from slimbert.config import MethodConfig, build_dataclass, to_plain
 from slimbert.errors import ConfigError
+from slimbert.export.runtimes import RUNTIMES
 from slimbert.methods import RegisteredMethod, get_method, method_for_config
 from slimbert.model_shape import ModelShape
+from slimbert.steps.gate import GATE_KEYS, StepGate
 from slimbert.steps.teacher import StepDistillation
 
-_TOP_LEVEL_KEYS = ("name", "description", "steps")
+_TOP_LEVEL_KEYS = ("name", "description", "runtime", "steps")
 DISTILL_KEY = "distill"
 
 
@@ -41,6 +48,7 @@ class RecipeStep:
     method: str
     config: MethodConfig
     distill: StepDistillation | None = None
+    gate: StepGate | None = None
 
     def fields(self) -> dict[str, Any]:
         """The step's keys as a recipe spells them, without ``method``: config fields and step options."""
@@ -50,7 +58,24 @@ class RecipeStep:
         out = {"method": self.method, **self.config.to_dict()}
         if self.distill is not None or get_method(self.method).default_distill is not None:
             out[DISTILL_KEY] = to_plain(self.distill)  # null too, when it switches a default block off
+        if self.gate is not None:
+            out.update(to_plain(self.gate))
         return out
+
+
+def step_gate(method: RegisteredMethod, fields: dict[str, Any], where: str) -> StepGate | None:
+    """Pop the step's accuracy-gate keys from ``fields``; ``on_exceed: fallback`` needs a method that has one."""
+    raw = {k: fields.pop(k) for k in GATE_KEYS if k in fields}
+    if not raw:
+        return None
+    if "max_metric_drop" not in raw:
+        raise ConfigError(f"{where}: {', '.join(sorted(raw))} configure an accuracy gate, which needs max_metric_drop "
+                          "(points of the task's main metric the step may lose)")
+    gate = build_dataclass(StepGate, raw, where)
+    if gate.on_exceed == "fallback" and method.fallback is None:
+        raise ConfigError(f"{where}: method {method.name!r} has no fallback for its accuracy gate; use on_exceed: "
+                          "error (the default), or a method with one (pruning, static/QAT/low-bit quantization)")
+    return gate
 
 
 def step_distillation(method: RegisteredMethod, fields: dict[str, Any], where: str) -> StepDistillation | None:
@@ -79,6 +104,7 @@ class Recipe:
     steps: tuple[RecipeStep, ...]
     name: str = "recipe"
     description: str = ""
+    runtime: str | None = None  # the runtime the artifact is served on (None: the fastest measured)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "recipe", default_name: str = "recipe") -> "Recipe":
@@ -106,15 +132,19 @@ class Recipe:
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
             distill = step_distillation(method, fields, f"{where} ({name})")
+            gate = step_gate(method, fields, f"{where} ({name})")
             config = method.config_cls.from_dict(fields, where=f"{where} ({name})")
             if distill is not None and getattr(config, "train", True) is None:
                 raise ConfigError(f"{where} ({name}): a distill: block needs training, but train is null")
-            steps.append(RecipeStep(name, config, distill))
+            steps.append(RecipeStep(name, config, distill, gate))
         name = data.get("name", default_name)
         description = data.get("description", "")
         if not isinstance(name, str) or not isinstance(description, str):
             raise ConfigError(f"{source}: 'name' and 'description' must be strings")
-        return cls(steps=tuple(steps), name=name, description=description)
+        runtime = data.get("runtime")
+        if runtime is not None and runtime not in RUNTIMES:
+            raise ConfigError(f"{source}: runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+        return cls(steps=tuple(steps), name=name, description=description, runtime=runtime)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Recipe":
@@ -140,7 +170,10 @@ class Recipe:
         return cls(steps=tuple(steps), name=name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "steps": [s.to_dict() for s in self.steps]}
+        out = {"name": self.name, "description": self.description, "steps": [s.to_dict() for s in self.steps]}
+        if self.runtime is not None:
+            out["runtime"] = self.runtime
+        return out
 
     def check(self, model: ModelShape, teacher: ModelShape | None = None) -> ModelShape:
         """Walk the steps over the model's shape before any work runs; return the final shape.

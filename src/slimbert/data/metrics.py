@@ -40,3 +40,22 @@ def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
         else:
             raise ValueError(f"unknown metric {name!r}")
     return out
+
+
+def majority_class_metrics(task: TaskSpec, labels: np.ndarray) -> dict[str, float]:
+    """The task's metrics of always predicting the most frequent label (a regression's mean score):
+    the floor a model must beat to have learned anything."""
+    if task.is_regression:
+        return compute_metrics(task, np.full(len(labels), float(np.mean(labels))), labels)
+    values, counts = np.unique(labels, return_counts=True)
+    return compute_metrics(task, np.full(len(labels), values[np.argmax(counts)]), labels)
+
+
+def top_prediction_share(task: TaskSpec, predictions: np.ndarray) -> float:
+    """The share of examples given the most frequent predicted class (1.0: one class for everything).
+    For regression, 1.0 when the predictions are (nearly) constant, else 0.0."""
+    if len(predictions) == 0:
+        return 0.0
+    if task.is_regression:
+        return 1.0 if np.ptp(predictions.astype(np.float64)) < 1e-6 else 0.0
+    return float(np.unique(predictions, return_counts=True)[1].max() / len(predictions))

@@ -38,6 +38,12 @@ from slimbert.models.structure import config_value, layer_views
 OnnxTransform = Callable[[Path, Path, dict[str, Any]], None]
 _TRANSFORMS: dict[str, OnnxTransform] = {}
 _ON_UNFUSED_GRAPH: set[str] = set()
+_INT8: set[str] = set()
+
+
+def computes_in_int8(bundle: ModelBundle) -> bool:
+    """Whether the bundle's ONNX transforms make its graph compute in int8 (its fast-runtime form)."""
+    return any(t["name"] in _INT8 for t in bundle.onnx_transforms)
 
 
 @contextmanager
@@ -52,16 +58,20 @@ def quiet_root_logging(level: int = logging.ERROR):
         root.setLevel(previous)
 
 
-def register_onnx_transform(name: str, *, on_unfused_graph: bool = False) -> Callable[[OnnxTransform], OnnxTransform]:
+def register_onnx_transform(name: str, *, on_unfused_graph: bool = False,
+                            int8: bool = False) -> Callable[[OnnxTransform], OnnxTransform]:
     """Register ``fn(src_path, dst_path, params)``, referenced from bundles as ``{"name": name, **params}``.
 
     ``on_unfused_graph``: the transform needs the plain exported graph (no ORT contrib-op fusions).
+    ``int8``: the transform makes the graph compute in int8 (other runtimes quantize their graph too).
     """
 
     def decorator(fn: OnnxTransform) -> OnnxTransform:
         _TRANSFORMS[name] = fn
         if on_unfused_graph:
             _ON_UNFUSED_GRAPH.add(name)
+        if int8:
+            _INT8.add(name)
         return fn
 
     return decorator
@@ -134,24 +144,31 @@ def _max_diff(path: Path, batch: dict[str, torch.Tensor], reference: np.ndarray)
     return float(np.abs(onnx_logits(onnx_session(path), batch) - reference).max())
 
 
-def export_onnx(bundle: ModelBundle, path: str | Path, *, optimize: bool = True, opset: int = 17,
-                fusion_tolerance: float = 1e-3) -> OnnxExport:
-    """Export ``bundle`` to ``path`` (float graph -> fused -> the bundle's transforms)."""
-    path = Path(path)
+def export_float_graph(bundle: ModelBundle, path: Path, opset: int = 17) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """The plain float graph of the bundle's model (compressed modules as their float equivalents, eager
+    attention, standard ONNX ops only: what every runtime reads). Returns the check batch and the PyTorch
+    float model's logits on it (B, C), against which exported graphs are compared."""
     names = bundle.arch.inputs
     model = float_export_model(bundle)
     batch = sample_batch(bundle)
     with torch.no_grad():
         reference = model(**batch).logits.numpy()
+    dynamic = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow we do not use
+        torch.onnx.export(_LogitsOnly(model, names), tuple(batch[n] for n in names), str(path), dynamo=False,
+                          input_names=list(names), output_names=["logits"], dynamic_axes=dynamic, opset_version=opset)
+    return batch, reference
+
+
+def export_onnx(bundle: ModelBundle, path: str | Path, *, optimize: bool = True, opset: int = 17,
+                fusion_tolerance: float = 1e-3) -> OnnxExport:
+    """Export ``bundle`` to ``path`` (float graph -> fused -> the bundle's transforms)."""
+    path = Path(path)
     result = OnnxExport(path=path)
     with tempfile.TemporaryDirectory(prefix="slimbert-onnx-") as tmp:
         raw = Path(tmp) / "float.onnx"
-        dynamic = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about Python control flow we do not use
-            torch.onnx.export(_LogitsOnly(model, names), tuple(batch[n] for n in names), str(raw), dynamo=False,
-                              input_names=list(names), output_names=["logits"], dynamic_axes=dynamic,
-                              opset_version=opset)
+        batch, reference = export_float_graph(bundle, raw, opset)
         current = raw
         unfused = [t["name"] for t in bundle.onnx_transforms if t["name"] in _ON_UNFUSED_GRAPH]
         if unfused and optimize:

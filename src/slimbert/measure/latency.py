@@ -108,24 +108,29 @@ def set_threads(threads: int) -> None:
 
 @dataclass
 class LatencyTarget:
-    """Something to time: a PyTorch model and/or an ONNX file, with its input names and vocab size."""
+    """Something to time: a PyTorch model and/or an ONNX file and/or an OpenVINO IR, with its input names and
+    vocab size."""
 
     name: str
     model: torch.nn.Module | None
     onnx_path: str | None
     input_names: tuple[str, ...]
     vocab_size: int
+    openvino_path: str | None = None
 
 
 def measure_latency(targets: list[LatencyTarget], grid=DEFAULT_GRID, threads: int = 2, budget_s: float = 20.0,
-                    runtimes: tuple[str, ...] = ("pytorch", "onnxruntime"), progress: Callable[[str], None] | None = None,
-                    ) -> dict[str, dict[str, dict[str, LatencyStats]]]:
-    """``{target: {runtime: {"b1s128": stats}}}``; all targets and runtimes of one grid point interleaved."""
+                    runtimes: tuple[str, ...] = ("pytorch", "onnxruntime", "openvino"),
+                    progress: Callable[[str], None] | None = None) -> dict[str, dict[str, dict[str, LatencyStats]]]:
+    """``{target: {runtime: {"b1s128": stats}}}``; all targets of one runtime and grid point interleaved."""
     from slimbert.export.onnx import onnx_session
+    from slimbert.export.openvino import openvino_logits, openvino_model
 
     set_threads(threads)
     sessions = {t.name: onnx_session(t.onnx_path, threads, spinning=False)
                 for t in targets if t.onnx_path and "onnxruntime" in runtimes}
+    compiled = {t.name: openvino_model(t.openvino_path, threads)
+                for t in targets if t.openvino_path and "openvino" in runtimes}
     result: dict[str, dict[str, dict[str, LatencyStats]]] = {t.name: {} for t in targets}
     for batch, seq in grid:
         key = grid_key(batch, seq)
@@ -137,6 +142,9 @@ def measure_latency(targets: list[LatencyTarget], grid=DEFAULT_GRID, threads: in
                     runners[t.name] = pytorch_runner(t.model, inputs)
                 elif runtime == "onnxruntime" and t.name in sessions:
                     runners[t.name] = onnx_runner(sessions[t.name], inputs)
+                elif runtime == "openvino" and t.name in compiled:
+                    feeds = {k: v.numpy() for k, v in inputs.items()}
+                    runners[t.name] = (lambda c=compiled[t.name], f=feeds: openvino_logits(c, f))
             if not runners:
                 continue
             if progress:

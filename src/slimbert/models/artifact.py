@@ -60,6 +60,16 @@ def save_compressed(bundle: ModelBundle, directory: str | os.PathLike, extra: di
     return directory
 
 
+def write_manifest_fields(directory: str | os.PathLike, fields: dict[str, Any]) -> None:
+    """Add or replace top-level fields of an artifact's manifest (e.g. its serving runtime, known once measured)."""
+    path = Path(directory) / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    manifest.update(fields)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
 def is_slimbert_artifact(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST_NAME).is_file()
 

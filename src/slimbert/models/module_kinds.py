@@ -104,3 +104,8 @@ def float_equivalent(model: nn.Module) -> nn.Module:
             set_module(model, name, module.to_float())
             replaced.append(name + ".")
     return model
+
+
+def computes_in_int8(model: nn.Module) -> bool:
+    """Whether any module of ``model`` runs its products on int8 kernels (a kind with ``computes_int8 = True``)."""
+    return any(getattr(type(m), "computes_int8", False) for m in model.modules())

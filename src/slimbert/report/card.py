@@ -17,7 +17,8 @@ reads a report by string keys. Every field:
 ``flops_seq_len``
     the sequence length FLOPs are counted at.
 ``baseline`` / ``compressed``
-    :class:`ModelMeasurements` of the input model and of the saved, reloaded artifact.
+    :class:`ModelMeasurements` of the input model and of the saved, reloaded artifact, on every runtime it
+    converted to (PyTorch, ONNX Runtime, OpenVINO from version 3).
 ``claims``
     per gain (size, speed) and runtime, whether the method says it is real there or only simulated,
     and why (:class:`Claim`); what was measured is attached by :meth:`ReportCard.measured_claims`.
@@ -27,6 +28,16 @@ reads a report by string keys. Every field:
     one :class:`StepRecord` per recipe step: method, family, the step's fields, wall time, training runs.
 ``environment``
     the machine and library versions (:class:`Environment`).
+``stages`` (version 3)
+    the model after each step (:class:`Stage`: metrics, size, FLOPs, a quick latency, its accuracy gate):
+    the waterfall of what each step bought and cost.
+``serving_runtime`` (version 3)
+    the runtime the artifact is served on: the recipe's ``runtime``, else the fastest measured.
+``gemm_peaks`` (version 3)
+    each runtime's measured matrix-product throughput (GOP/s, fp32 and int8): with FLOPs, the compute floor
+    of every latency (:meth:`ReportCard.compute_floors`).
+``flags`` (version 3)
+    warnings about the result, e.g. a degenerate model predicting one class for nearly every example.
 
 Derived, never stored as state (recomputed on load, written to JSON for other readers):
 ``ratios`` (:class:`Ratios`) and each claim's ``measured`` / ``measured_gain``.
@@ -45,7 +56,7 @@ from slimbert.environment import environment
 from slimbert.errors import SlimbertError
 from slimbert.measure.latency import LatencyStats
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: OpenVINO measurements, serving runtime, stages
 DERIVED_KEYS = ("ratios",)  # written for other readers, recomputed from the measurements on load
 
 # runtime ("pytorch" | "onnxruntime") -> shape ("b1s128": batch 1, sequence 128) -> timing
@@ -73,6 +84,16 @@ class OnnxInfo:
 
 
 @dataclass(frozen=True)
+class OpenVinoInfo:
+    """What the OpenVINO conversion did: the IR's precision ("fp32" or "int8" by NNCF), how far its logits are
+    from the float PyTorch model on a check batch, and its notes."""
+
+    precision: str
+    max_abs_logit_diff_vs_float: float
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelMeasurements:
     """One model as measured. Sizes in decimal MB; metrics as fractions (0.9 = 90%), keyed by name
     (prefixed per split for multi-split tasks such as MNLI)."""
@@ -87,6 +108,16 @@ class ModelMeasurements:
     onnx: OnnxInfo | None = None
     metrics_onnx: dict[str, float] | None = None  # the same metrics on ONNX Runtime
     latency_ms: LatencyTable = field(default_factory=dict)
+    size_mb_openvino: float | None = None  # the OpenVINO IR (.xml + .bin), when converted
+    openvino: OpenVinoInfo | None = None
+    metrics_openvino: dict[str, float] | None = None  # the same metrics on OpenVINO
+    precisions: dict[str, str] = field(default_factory=dict)  # runtime -> "fp32" | "int8": how it computes there
+    flops_at: dict[str, int] = field(default_factory=dict)  # sequence length -> FLOPs per example, for timed lengths
+
+    def metrics_on(self, runtime: str) -> dict[str, float] | None:
+        """The task metrics measured on ``runtime`` (None when not measured there)."""
+        return {"pytorch": self.metrics or None, "onnxruntime": self.metrics_onnx,
+                "openvino": self.metrics_openvino}.get(runtime)
 
     def latency(self, runtime: str, shape: str) -> float | None:
         """Median latency (ms) on ``runtime`` at ``shape`` (e.g. "b1s128"), None when not measured."""
@@ -94,8 +125,7 @@ class ModelMeasurements:
         return stats.median_ms if stats is not None else None
 
     def metric(self, name: str | None, runtime: str = "pytorch") -> float | None:
-        source = self.metrics if runtime == "pytorch" else (self.metrics_onnx or {})
-        return source.get(name) if name else None
+        return (self.metrics_on(runtime) or {}).get(name) if name else None
 
 
 @dataclass(frozen=True)
@@ -105,6 +135,41 @@ class TrainingRun:
     name: str
     steps: int
     train_seconds: float
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """A step's accuracy gate: the main metric on ``runtime`` against the recipe's input model or the previous
+    step (``against``), and what happened (``passed``; ``fallback``: what a fallback changed to pass)."""
+
+    metric: str
+    runtime: str
+    against: str  # "input" | "previous"
+    reference: float
+    value: float
+    max_drop: float  # points (x100)
+    passed: bool
+    fallback: str | None = None
+
+    @property
+    def drop(self) -> float:
+        """Points lost (x100; negative: gained)."""
+        return (self.reference - self.value) * 100
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The model after one recipe step (the report's waterfall: what each step bought and cost)."""
+
+    step: int  # 1-based
+    method: str
+    metrics: dict[str, float]  # on PyTorch
+    size_mb: float  # stored weights, in memory
+    params: int
+    flops: int
+    latency_ms: float | None = None  # PyTorch, batch 1 x the run's sequence length, a short timing (None: not timed)
+    gate: GateOutcome | None = None
+    flags: tuple[str, ...] = ()  # e.g. a degenerate result (one class for nearly every example)
 
 
 @dataclass(frozen=True)
@@ -203,6 +268,19 @@ def compute_ratios(baseline: ModelMeasurements, compressed: ModelMeasurements) -
 
 
 @dataclass(frozen=True)
+class ComputeFloor:
+    """How far a measured latency is from the hardware: ``ratio`` = latency / floor (1.0: at the peak)."""
+
+    model: str  # "baseline" | "compressed"
+    runtime: str
+    shape: str
+    precision: str
+    peak_gops: float
+    floor_ms: float
+    ratio: float
+
+
+@dataclass(frozen=True)
 class ReportCard:
     """Baseline vs compressed, every gain marked realized or simulated (see the module docstring)."""
 
@@ -219,6 +297,10 @@ class ReportCard:
     environment: Environment
     start_from: str | None = None
     schema_version: int = SCHEMA_VERSION
+    stages: tuple[Stage, ...] = ()  # version 3: the model after each step
+    serving_runtime: str | None = None  # version 3: the runtime the artifact is served on
+    gemm_peaks: dict[str, dict[str, float]] = field(default_factory=dict)  # runtime -> precision -> GOP/s measured
+    flags: tuple[str, ...] = ()  # version 3: warnings about the result (degenerate predictions, ...)
 
     # -- derived
     @property
@@ -250,6 +332,23 @@ class ReportCard:
                 out.append(MeasuredClaim(claim, speedup=dict(speedups), measured_gain=gain))
             else:
                 out.append(MeasuredClaim(claim))
+        return out
+
+    def compute_floors(self) -> list[ComputeFloor]:
+        """For each model, runtime and timed shape whose FLOPs are known: the floor (``batch x FLOPs /
+        the runtime's measured peak`` in the precision the model computes in there) and latency / floor."""
+        out = []
+        for side in ("baseline", "compressed"):
+            m: ModelMeasurements = getattr(self, side)
+            for runtime, by_shape in m.latency_ms.items():
+                precision = m.precisions.get(runtime, "fp32")
+                peak = self.gemm_peaks.get(runtime, {}).get(precision)
+                for shape, stats in by_shape.items():
+                    batch, seq = (int(x) for x in shape[1:].split("s"))
+                    flops = m.flops if seq == self.flops_seq_len else m.flops_at.get(str(seq))
+                    if peak and flops:
+                        floor = batch * flops / (peak * 1e9) * 1e3
+                        out.append(ComputeFloor(side, runtime, shape, precision, peak, floor, stats.median_ms / floor))
         return out
 
     def training_runs(self) -> list[TrainingRun]:

@@ -47,7 +47,32 @@ def _metric_rows(card: ReportCard) -> list[str]:
         cv = c.metric(name)
         delta = None if cv is None else (cv - value) * 100
         rows.append(f"| {name} | {value * 100:.2f} | {fmt(_x100(cv))} | {fmt(_x100(c.metric(name, 'onnxruntime')))} | "
-                    f"{fmt(delta)} |")
+                    f"{fmt(_x100(c.metric(name, 'openvino')))} | {fmt(delta)} |")
+    return rows
+
+
+def _stage_rows(card: ReportCard) -> list[str]:
+    """The waterfall: the input model, then the model after each step, with what each step changed."""
+    metric = card.main_metric
+    b = card.baseline
+    rows = [f"| input | {card.model} | {fmt(_x100(b.metric(metric)))} | | {fmt(b.weights_mb)} | "
+            f"{fmt(b.flops / 1e9, 3)} | | |"]
+    previous = (b.metric(metric), b.weights_mb, b.flops)
+    for stage in card.stages:
+        value = stage.metrics.get(metric) if metric else None
+        delta = None if value is None or previous[0] is None else (value - previous[0]) * 100
+        gate = ""
+        if stage.gate is not None:
+            g = stage.gate
+            gate = (f"{'passed' if g.passed else 'failed'} on {g.runtime}: {-g.drop:+.2f} vs {g.against} "
+                    f"(max {g.max_drop})" + (f"; fallback: {g.fallback}" if g.fallback else ""))
+        if stage.flags:
+            gate = "; ".join(filter(None, [gate, *stage.flags]))
+        rows.append(f"| {stage.step} | {stage.method} | {fmt(_x100(value))} ({fmt(delta)}) | | "
+                    f"{fmt(stage.size_mb)} ({fmt(previous[1] / stage.size_mb if stage.size_mb else None)}x smaller) | "
+                    f"{fmt(stage.flops / 1e9, 3)} ({fmt(previous[2] / stage.flops if stage.flops else None)}x fewer) | "
+                    f"{fmt(stage.latency_ms)} | {gate} |")
+        previous = (value, stage.size_mb, stage.flops)
     return rows
 
 
@@ -63,8 +88,9 @@ def render_markdown(card: ReportCard) -> str:
             "## Task metrics (x100), evaluated on "
             + ", ".join(f"{n} {split} examples" for split, n in card.eval_examples.items()),
             "",
-            "| metric | baseline | compressed (PyTorch) | compressed (ONNX Runtime) | delta (points) |",
-            "|---|---|---|---|---|",
+            "| metric | baseline | compressed (PyTorch) | compressed (ONNX Runtime) | compressed (OpenVINO) | "
+            "delta (points, PyTorch) |",
+            "|---|---|---|---|---|---|",
             *_metric_rows(card),
             "",
         ]
@@ -77,6 +103,7 @@ def render_markdown(card: ReportCard) -> str:
         "|---|---|---|---|",
         f"| size on disk, PyTorch artifact (MB) | {fmt(b.size_mb)} | {fmt(c.size_mb)} | {fmt(r.size)}x |",
         f"| size on disk, ONNX (MB) | {fmt(b.size_mb_onnx)} | {fmt(c.size_mb_onnx)} | {fmt(r.size_onnx)}x |",
+        f"| size on disk, OpenVINO IR (MB) | {fmt(b.size_mb_openvino)} | {fmt(c.size_mb_openvino)} | |",
         f"| weights without embeddings (MB) | {fmt(b.size_mb_no_embeddings)} | {fmt(c.size_mb_no_embeddings)} | "
         f"{fmt(r.size_no_embeddings)}x |",
         f"| parameters | {fmt(b.params.total)} | {fmt(c.params.total)} | {fmt(r.params)}x |",
@@ -85,6 +112,15 @@ def render_markdown(card: ReportCard) -> str:
         f"{fmt(r.flops)}x |",
         "",
     ]
+    if card.serving_runtime:
+        lines += [f"Served on **{card.serving_runtime}** ("
+                  + ("named by the recipe" if card.recipe.get("runtime") else "the fastest measured") + ").", ""]
+    if card.flags:
+        lines += ["**Warnings:**", "", *[f"- {flag}" for flag in card.flags], ""]
+    if card.stages:
+        lines += ["## What each step bought and cost (PyTorch; the gate on its runtime)", "",
+                  f"| step | method | {card.main_metric or 'metric'} (change) | | weights MB | GFLOPs | ms (b1) | "
+                  "accuracy gate / flags |", "|---|---|---|---|---|---|---|---|", *_stage_rows(card), ""]
     if c.latency_ms:
         lines += [
             f"## Latency (ms, median of interleaved runs, {card.environment.threads} threads)",
@@ -98,6 +134,16 @@ def render_markdown(card: ReportCard) -> str:
                     f"| {runtime} | {shape} | {fmt(b.latency(runtime, shape))} | {fmt(c.latency(runtime, shape))} | "
                     f"{fmt(r.speedup[runtime][shape])}x | {fmt(r.speedup[runtime + '_vs_pytorch_fp32'][shape])}x |"
                 )
+        lines.append("")
+    floors = card.compute_floors()
+    if floors:
+        lines += ["## How far from the hardware (latency / compute floor)", "",
+                  "The floor is batch x FLOPs per example / the runtime's measured matrix-product peak in the precision "
+                  "the model computes in there; 1.0 would be all time spent in matrix products at full speed.", "",
+                  "| model | runtime | shape | precision | peak GOP/s | floor ms | latency / floor |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {f.model} | {f.runtime} | {f.shape} | {f.precision} | {f.peak_gops:.0f} | {f.floor_ms:.2f} | "
+                  f"{f.ratio:.1f}x |" for f in floors]
         lines.append("")
     lines += ["## Which gains are real here", "", "| gain | runtime | status (measured vs baseline) | how |",
               "|---|---|---|---|"]

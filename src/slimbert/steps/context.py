@@ -7,16 +7,18 @@ the step's ``distill:`` block, when it has one, turned into loss terms here, onc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from slimbert.data.encoding import EncodedDataset
 from slimbert.data.tasks import TaskSpec
 from slimbert.errors import ConfigError, SlimbertError, TrainingDiverged
-from slimbert.report.card import Claim
+from slimbert.report.card import Claim, GateOutcome, Stage
+from slimbert.steps.gate import DEFAULT_GATE_RUNTIME, StepGate, evaluate_on
 from slimbert.steps.teacher import StepDistillation
 from slimbert.training.config import TrainConfig
+from slimbert.training.evaluate import Evaluation, degenerate_flags
 from slimbert.training.losses import TaskLoss
 from slimbert.training.settings import RunSettings
 from slimbert.training.task_data import TaskDataset
@@ -38,11 +40,20 @@ class StepContext:
     step_method: str = ""
     # The current step's `distill:` block (None: train on the task's labels only).
     distillation: StepDistillation | None = None
+    # The current step's accuracy gate (None: none), checked on gate_runtime; its last outcome and flags.
+    gate: StepGate | None = None
+    gate_runtime: str = DEFAULT_GATE_RUNTIME
+    gate_outcome: GateOutcome | None = None
+    gate_flags: list[str] = field(default_factory=list)
+    # The model before the current step, evaluated on the gate runtime (what gate_against: previous compares with).
+    previous_evaluation: Evaluation | None = None
     claims: list[Claim] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)  # the model after each step (the report's waterfall)
     notes: list[str] = field(default_factory=list)
     # One entry per training run of the current step: steps and training seconds summed over resumes.
     training_runs: list[dict[str, Any]] = field(default_factory=list)
     _baseline_metrics: dict[str, float] | None = field(default=None, repr=False)
+    _input_evaluations: dict[str, Evaluation] = field(default_factory=dict, repr=False)
 
     @property
     def task(self) -> TaskSpec:
@@ -56,6 +67,41 @@ class StepContext:
         if self._baseline_metrics is None:
             self._baseline_metrics = self.data.evaluate(self.teacher.model, self.teacher.tokenizer)
         return self._baseline_metrics
+
+    def input_evaluation(self, runtime: str) -> Evaluation:
+        """The recipe's input model (``teacher``) evaluated on ``runtime``, once per run."""
+        if self.teacher is None:
+            raise SlimbertError("no input model to compare with: this step context has no teacher")
+        if runtime not in self._input_evaluations:
+            self._input_evaluations[runtime] = evaluate_on(self.teacher, self.data, runtime, self.work_dir / "gate")
+        return self._input_evaluations[runtime]
+
+    def check_gate(self, bundle: "ModelBundle", fallback: str | None = None) -> GateOutcome:
+        """Evaluate ``bundle`` on the gate runtime against the gate's reference; record and return the outcome.
+        A degenerate model fails the gate whatever its drop (``gate_flags`` say why)."""
+        gate = self.gate
+        if gate is None:
+            raise SlimbertError("this step has no accuracy gate (max_metric_drop)")
+        metric = self.task.main_metric
+        reference = (self.previous_evaluation if gate.gate_against == "previous" and self.previous_evaluation
+                     else self.input_evaluation(self.gate_runtime))
+        evaluation = evaluate_on(bundle, self.data, self.gate_runtime, self.work_dir / "gate")
+        self.gate_flags = degenerate_flags(evaluation, metric, reference)
+        outcome = GateOutcome(metric=metric, runtime=self.gate_runtime, against=gate.gate_against,
+                              reference=reference.metrics[metric], value=evaluation.metrics[metric],
+                              max_drop=gate.max_metric_drop, passed=False, fallback=fallback)
+        outcome = replace(outcome, passed=outcome.drop <= gate.max_metric_drop and not self.gate_flags)
+        self.gate_outcome = outcome
+        return outcome
+
+    def gate_error(self, outcome: GateOutcome, how: str) -> SlimbertError:
+        """The error of a failed gate: what was measured, and what to do (``how``)."""
+        what = (f"accuracy gate failed on {outcome.runtime}: {outcome.metric} {outcome.reference * 100:.2f} "
+                f"({'input model' if outcome.against == 'input' else 'previous step'}) -> {outcome.value * 100:.2f} "
+                f"({-outcome.drop:+.2f} points, max drop {outcome.max_drop})")
+        if self.gate_flags:
+            what += "; " + "; ".join(self.gate_flags)
+        return SlimbertError(f"{what}. {how}")
 
     def claim(self, gain: str, runtime: str, realized: bool, detail: str) -> None:
         self.claims.append(Claim(gain, runtime, realized, detail))

@@ -11,13 +11,16 @@ Besides its config class, a method declares what the step machinery needs to kno
   terms), so a recipe step may carry a ``distill:`` block (:mod:`slimbert.steps.teacher`);
 * ``default_distill``: the block it uses when the step has none (TernaryBERT is distillation-trained);
 * ``quantizes``: its result is no longer a plain float model, so only steps that say they can
-  follow quantization (``after_quantization``) may come after it.
+  follow quantization (``after_quantization``) may come after it;
+* ``fallback``: what ``on_exceed: fallback`` does when the step's accuracy gate fails: a function
+  returning a milder config (the step is run again from its input model), ``"layers"`` (the method
+  restores layers to higher precision itself), or None (no fallback: the gate can only fail the step).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
 from slimbert.config import MethodConfig
 from slimbert.errors import ConfigError
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from slimbert.steps.context import StepContext
 
 ApplyFn = Callable[["ModelBundle", MethodConfig, "StepContext"], "ModelBundle"]
+# A milder config to retry with when the accuracy gate fails (None: no milder one left), or "layers".
+Fallback = Callable[[MethodConfig], "MethodConfig | None"] | Literal["layers"] | None
 
 FAMILIES = (
     "quantization",
@@ -51,6 +56,7 @@ class RegisteredMethod:
     default_distill: StepDistillation | None = None
     quantizes: bool = False
     after_quantization: bool = False
+    fallback: "Fallback" = None
 
     @property
     def summary(self) -> str:
@@ -63,7 +69,7 @@ _METHODS: dict[str, RegisteredMethod] = {}
 
 def register_method(name: str, config_cls: type[MethodConfig], *, family: str, accepts_distill: bool = False,
                     default_distill: StepDistillation | None = None, quantizes: bool = False,
-                    after_quantization: bool = False) -> Callable[[ApplyFn], ApplyFn]:
+                    after_quantization: bool = False, fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply(bundle, cfg, ctx) -> bundle`` as the transform for recipe steps ``method: name``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown method family {family!r}; expected one of {FAMILIES}")
@@ -76,7 +82,8 @@ def register_method(name: str, config_cls: type[MethodConfig], *, family: str, a
         config_cls.method_name = name
         _METHODS[name] = RegisteredMethod(name=name, family=family, config_cls=config_cls, apply=fn,
                                           accepts_distill=accepts_distill, default_distill=default_distill,
-                                          quantizes=quantizes, after_quantization=after_quantization)
+                                          quantizes=quantizes, after_quantization=after_quantization,
+                                          fallback=fallback)
         return fn
 
     return decorator

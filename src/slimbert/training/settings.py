@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from slimbert.errors import ConfigError
 from slimbert.training.config import TrainConfig
 
 DEFAULT_SEQ_LEN = 128
 # Settings that change what a run produces (what resume and reuse are keyed by); the others do not.
-TRAINING_FIELDS = ("max_train_samples", "epochs", "max_steps", "seed", "max_seq_len", "batch_size", "learning_rate")
+TRAINING_FIELDS = ("max_train_samples", "epochs", "max_steps", "seed", "max_seq_len", "batch_size", "learning_rate",
+                   "holdout")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class RunSettings:
     max_seq_len: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+    holdout: int | None = None  # training examples set aside, never trained on (for choosing between models)
+    eval_split: Literal["dev", "heldout"] = "dev"  # evaluate on the dev split(s), or on the held-out examples
 
     def validate(self) -> None:
         """Refuse values no run can use: non-finite or non-positive numbers (``--lr inf``, ``--epochs 0``)."""
@@ -38,10 +41,12 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag} must be a finite number > 0, got {value}")
-        for name in ("max_train_samples", "max_eval_samples", "max_steps", "max_seq_len", "batch_size"):
+        for name in ("max_train_samples", "max_eval_samples", "max_steps", "max_seq_len", "batch_size", "holdout"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.eval_split == "heldout" and not self.holdout:
+            raise ConfigError("eval_split heldout needs holdout: the number of training examples to set aside")
 
     @property
     def seq_len(self) -> int:

@@ -9,6 +9,8 @@ blocks). After training, every head whose value rows or output-projection column
 contributes a constant (or nothing) and is removed; every neuron whose output column is pruned is
 removed. What stays is dense except for zero blocks inside the remaining heads (stored densely:
 the speedup comes from the removed structure, which ``ctx.claim`` says).
+
+Accuracy-gate fallback (hard variant): 0.1 lower block and FFN sparsity, the step run again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 from slimbert.config import check_range
 from slimbert.errors import ConfigError
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import less
 from slimbert.methods.pruning.common.masked_linear import bake
 from slimbert.methods.pruning.common.movement_pruner import MovementFields, train_movement
 from slimbert.methods.pruning.common.structured import structured_claims
@@ -112,7 +115,8 @@ def remove_emptied_units(model: nn.Module) -> tuple[int, int, list[str]]:
     return sum(map(len, heads.values())), sum(map(len, neurons.values())), notes
 
 
-@register_method("block-movement", BlockMovementConfig, family="pruning", accepts_distill=True)
+@register_method("block-movement", BlockMovementConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: less(cfg, "sparsity", "ffn_sparsity"))
 def apply_block_movement(bundle: ModelBundle, cfg: BlockMovementConfig, ctx: StepContext) -> ModelBundle:
     """Block movement pruning with removal of emptied heads and FFN neurons."""
     check_transformer(bundle, "block movement pruning")

@@ -11,6 +11,9 @@ Strategies for dropping k of L layers (0-based indices):
 * ``symmetric``: k layers from the middle, keeping the bottom and top ones;
 * ``contribution``: the k layers that change their input least, by the mean cosine similarity
   between a layer's input and output hidden states on a sample of task data.
+
+Accuracy-gate fallback: drop one layer fewer and run the step again (fine-tuning included), until the gate
+passes or no layer would be dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from slimbert.config import MethodConfig
 from slimbert.errors import ConfigError
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import fewer
 from slimbert.methods.pruning.common.fine_tuning import train_pruned
 from slimbert.methods.pruning.common.layer_dropping import Strategy, drop_layers, planned_drop
 from slimbert.methods.pruning.common.structured import structured_claims
@@ -51,7 +55,8 @@ class DropLayersConfig(MethodConfig):
         return planned_drop(model, self.strategy, self.num_drop)
 
 
-@register_method("drop-layers", DropLayersConfig, family="pruning", accepts_distill=True)
+@register_method("drop-layers", DropLayersConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: fewer(cfg, "num_drop"))
 def apply_drop_layers(bundle: ModelBundle, cfg: DropLayersConfig, ctx: StepContext) -> ModelBundle:
     """Poor Man's BERT: drop layers (top, bottom, alternate, symmetric, by contribution), then fine-tune."""
     check_transformer(bundle, "layer dropping")

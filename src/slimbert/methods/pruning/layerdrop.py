@@ -10,6 +10,8 @@ Skipping is a forward hook on each layer that returns the layer's input: no fork
 module-structure change while training (resume works). The skipped layer still runs and its result
 is discarded, which wastes some training compute but keeps the model code untouched. The layers
 skipped at a step are a pure function of (seed, step), so a resumed run skips the same ones.
+
+Accuracy-gate fallback: remove one layer fewer after LayerDrop training and run the step again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from slimbert.config import MethodConfig, check_range
 from slimbert.errors import ConfigError
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import fewer
 from slimbert.methods.pruning.common.fine_tuning import train_pruned
 from slimbert.methods.pruning.common.layer_dropping import Strategy, drop_layers, planned_drop
 from slimbert.methods.pruning.common.structured import structured_claims
@@ -104,7 +107,8 @@ class LayerDropConfig(MethodConfig):
         return planned_drop(model, self.strategy, self.num_drop) if self.num_drop else model
 
 
-@register_method("layerdrop", LayerDropConfig, family="pruning", accepts_distill=True)
+@register_method("layerdrop", LayerDropConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: fewer(cfg, "num_drop", floor=-1))
 def apply_layerdrop(bundle: ModelBundle, cfg: LayerDropConfig, ctx: StepContext) -> ModelBundle:
     """LayerDrop fine-tuning (structured layer dropout), then optional removal of layers."""
     check_transformer(bundle, "LayerDrop")

@@ -7,6 +7,8 @@ default) to sparsity 1 - (1 - s)^(r/R), then *rewind* every weight to the fine-t
 keeping the mask. After the last round the final subnetwork (the "ticket") is trained once more
 from the rewound weights. That is R + 1 training runs, each resumable on its own: a rerun replays
 finished rounds from their final checkpoints and the pruning between rounds is deterministic.
+
+Accuracy-gate fallback: 0.1 lower final sparsity, every round run again, until the gate passes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from slimbert.config import MethodConfig, check_range
 from slimbert.errors import ConfigError
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import less
 from slimbert.methods.pruning.common.fine_tuning import train_pruned
 from slimbert.methods.pruning.common.magnitude_pruner import MagnitudePruner, Scope, wrap_masked
 from slimbert.methods.pruning.common.sparse_storage import SparseStorage
@@ -55,7 +58,8 @@ class LotteryConfig(MethodConfig):
         return self.storage.planned(model)
 
 
-@register_method("lottery-ticket", LotteryConfig, family="pruning", accepts_distill=True)
+@register_method("lottery-ticket", LotteryConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: less(cfg, "sparsity"))
 def apply_lottery(bundle: ModelBundle, cfg: LotteryConfig, ctx: StepContext) -> ModelBundle:
     """Iterative magnitude pruning with rewinding; the final ticket is trained, then stored sparsely."""
     check_transformer(bundle, "lottery-ticket pruning")

@@ -6,6 +6,8 @@ of them (``scope: global``: matrices end with their own sparsities). ``mode: one
 (then optionally fine-tunes with the mask fixed); ``mode: gradual`` raises sparsity along the cubic
 schedule while fine-tuning, optionally distilling from the dense model. Pruned weights are ranked
 by |W * M|, so once pruned a weight stays pruned (masks only grow).
+
+Accuracy-gate fallback: 0.1 lower sparsity, the step run again (training included), until the gate passes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Literal
 
 from slimbert.config import MethodConfig, check_range
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import less
 from slimbert.methods.pruning.common.fine_tuning import train_pruned
 from slimbert.methods.pruning.common.gradual_pruning import GradualPruning
 from slimbert.methods.pruning.common.magnitude_pruner import MagnitudePruner, Scope, wrap_masked
@@ -50,7 +53,8 @@ class MagnitudeConfig(MethodConfig):
         return self.storage.planned(model)
 
 
-@register_method("magnitude", MagnitudeConfig, family="pruning", accepts_distill=True)
+@register_method("magnitude", MagnitudeConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: less(cfg, "sparsity"))
 def apply_magnitude(bundle: ModelBundle, cfg: MagnitudeConfig, ctx: StepContext) -> ModelBundle:
     """Unstructured magnitude pruning (one-shot or gradual), stored as bitmap + values."""
     check_transformer(bundle, "magnitude pruning")

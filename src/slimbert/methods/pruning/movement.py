@@ -11,6 +11,8 @@ estimator (dS accumulates -W * dL/dW), in its own optimizer group with a larger 
   an outcome of the regularization, reported after training.
 
 Blocks (used by ``block-movement``) share one score per block; here blocks are single weights.
+
+Accuracy-gate fallback (hard variant): 0.1 lower sparsity, the step run again, until the gate passes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import less
 from slimbert.methods.pruning.common.movement_pruner import MovementFields, train_movement
 from slimbert.methods.pruning.common.sparse_storage import SparseStorage
 from slimbert.methods.pruning.common.unstructured import finish_unstructured
@@ -37,7 +40,8 @@ class MovementConfig(MovementFields):
         return self.storage.planned(super().plan(model, teacher))
 
 
-@register_method("movement", MovementConfig, family="pruning", accepts_distill=True)
+@register_method("movement", MovementConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: less(cfg, "sparsity"))
 def apply_movement(bundle: ModelBundle, cfg: MovementConfig, ctx: StepContext) -> ModelBundle:
     """Movement pruning (hard top-v or soft threshold), stored as bitmap + values."""
     check_transformer(bundle, "movement pruning")

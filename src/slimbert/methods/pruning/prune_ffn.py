@@ -9,6 +9,8 @@ Importance of neuron j, whose activation a_j feeds column j of the FFN output we
 With ``scope: global`` scores are normalized per layer and ranked across layers (layers end with
 different widths); ``scope: layer`` removes the same fraction from every layer. Removal is
 iterative with optional (distilled) fine-tuning between rounds, like head pruning.
+
+Accuracy-gate fallback: remove 0.1 less of the neurons and run the step again, until the gate passes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Literal
 import torch
 
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import less
 from slimbert.methods.pruning.common.sampling import sample_batches
 from slimbert.methods.pruning.common.structured import (
     NEURONS,
@@ -56,7 +59,8 @@ class FfnPruningConfig(IterativePruningConfig):
         return model.remove_neurons(removal_target("neuron", model.intermediate, self.fraction))
 
 
-@register_method("prune-ffn", FfnPruningConfig, family="pruning", accepts_distill=True)
+@register_method("prune-ffn", FfnPruningConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: less(cfg, "fraction"))
 def apply_prune_ffn(bundle: ModelBundle, cfg: FfnPruningConfig, ctx: StepContext) -> ModelBundle:
     """FFN neuron pruning (gradient x activation or magnitude) with physical removal."""
     check_transformer(bundle, "FFN pruning")

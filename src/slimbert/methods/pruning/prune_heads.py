@@ -6,6 +6,9 @@ input); its importance is I_h = E_x |dL/dxi_h| over a sample of task data, norma
 The least important heads across all layers are removed in ``rounds`` equal steps, with importance
 recomputed (and optionally a short fine-tuning, optionally distilled) after each step. Removed heads
 are cut out of the q/k/v rows and output-projection columns, so every layer keeps its own head count.
+
+Accuracy-gate fallback (``on_exceed: fallback``): remove 0.1 less of the heads and run the step again
+(importance and every round of fine-tuning), until the gate passes or no heads would be removed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.methods.pruning.common.checks import check_transformer
+from slimbert.methods.pruning.common.fallback import less
 from slimbert.methods.pruning.common.sampling import sample_batches
 from slimbert.methods.pruning.common.structured import (
     HEADS,
@@ -41,7 +45,8 @@ class HeadPruningConfig(IterativePruningConfig):
         return model.remove_heads(removal_target("head", model.heads, self.fraction))
 
 
-@register_method("prune-heads", HeadPruningConfig, family="pruning", accepts_distill=True)
+@register_method("prune-heads", HeadPruningConfig, family="pruning", accepts_distill=True,
+                 fallback=lambda cfg: less(cfg, "fraction"))
 def apply_prune_heads(bundle: ModelBundle, cfg: HeadPruningConfig, ctx: StepContext) -> ModelBundle:
     """Iterative head pruning by Michel et al.'s importance, with physical removal."""
     check_transformer(bundle, "head pruning")

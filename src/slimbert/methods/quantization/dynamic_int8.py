@@ -62,7 +62,7 @@ def apply_dynamic_int8(bundle: ModelBundle, cfg: DynamicInt8Config, ctx: StepCon
     return bundle
 
 
-@register_onnx_transform(ORT_DYNAMIC_INT8)
+@register_onnx_transform(ORT_DYNAMIC_INT8, int8=True)
 def ort_dynamic_int8(src: Path, dst: Path, params: dict) -> None:
     """ONNX Runtime dynamic quantization of the fused graph: int8 MatMul/Attention weights.
 

@@ -78,7 +78,7 @@ def int4_linear(linear, block: int) -> PackedLinear:
     return packed
 
 
-@register_method("int4-weight-only", Int4WeightOnlyConfig, family="quantization", quantizes=True)
+@register_method("int4-weight-only", Int4WeightOnlyConfig, family="quantization", quantizes=True, fallback="layers")
 def apply_int4_weight_only(bundle: ModelBundle, cfg: Int4WeightOnlyConfig, ctx: StepContext) -> ModelBundle:
     """4-bit block-wise weights of the encoder linears, run by ONNX Runtime's MatMulNBits kernels."""
     originals = {path: module for path, (_, module) in encoder_linears(bundle.model).items()}
@@ -87,11 +87,14 @@ def apply_int4_weight_only(bundle: ModelBundle, cfg: Int4WeightOnlyConfig, ctx: 
         final[path] = int4_linear(linear, cfg.block_size)
         set_module(bundle.model, path, final[path])
     embeddings = quantize_word_embeddings(bundle, cfg.embedding_bits)
+    def transform(kept_fp32: set[str]) -> dict:
+        return {"name": ORT_INT4, "block_size": cfg.block_size, "accuracy_level": ACCURACY_LEVEL[cfg.compute],
+                "linears": sorted(p for p in final if p not in kept_fp32)}
+
     fallback = layer_fallback(bundle.model, final, lambda path: originals[path])
-    kept_fp32 = fallback.paths(enforce_accuracy(bundle, ctx, cfg, "int4-weight-only", fallback))
-    quantized = sorted(p for p in final if p not in kept_fp32)
-    bundle.onnx_transforms.append({"name": ORT_INT4, "block_size": cfg.block_size,
-                                   "accuracy_level": ACCURACY_LEVEL[cfg.compute], "linears": quantized})
+    kept_fp32 = fallback.paths(enforce_accuracy(bundle, ctx, "int4-weight-only", fallback, transform))
+    bundle.onnx_transforms.append(transform(kept_fp32))
+    quantized = bundle.onnx_transforms[-1]["linears"]
     average = stored_bits(bundle.model, quantized)
     ctx.claim("size", "disk", True, f"{len(quantized)} encoder linears in 4 bits + one fp32 scale per {cfg.block_size} "
               f"weights ({average:.2f} bits/weight stored)" + (f"; {embeddings}" if embeddings else ""))

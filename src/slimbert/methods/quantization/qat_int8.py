@@ -44,7 +44,8 @@ class QatInt8Config(QuantStepConfig):
         self.train.validate()
 
 
-@register_method("qat-int8", QatInt8Config, family="quantization", accepts_distill=True, quantizes=True)
+@register_method("qat-int8", QatInt8Config, family="quantization", accepts_distill=True, quantizes=True,
+                 fallback="layers")
 def apply_qat_int8(bundle: ModelBundle, cfg: QatInt8Config, ctx: StepContext) -> ModelBundle:
     """Quantization-aware fine-tuning (8-bit weights and activations), baked to a real int8 model."""
     model = bundle.model
@@ -62,12 +63,13 @@ def apply_qat_int8(bundle: ModelBundle, cfg: QatInt8Config, ctx: StepContext) ->
         w.linear, quants[path].scale, quants[path].zero_point, cfg.per_channel))
     embeddings = bake_word_embeddings(bundle, embedding)
 
+    def transform(kept_fp32: set[str]) -> dict:
+        return {"name": ORT_STATIC_INT8, "per_channel": cfg.per_channel,
+                "activations": {p: q.to_list() for p, q in quants.items() if p not in kept_fp32}}
+
     fallback = layer_fallback(model, final, lambda path: latent[path])
-    kept_fp32 = fallback.paths(enforce_accuracy(bundle, ctx, cfg, "qat-int8", fallback))
-    bundle.onnx_transforms.append({
-        "name": ORT_STATIC_INT8, "per_channel": cfg.per_channel,
-        "activations": {p: q.to_list() for p, q in quants.items() if p not in kept_fp32},
-    })
+    kept_fp32 = fallback.paths(enforce_accuracy(bundle, ctx, "qat-int8", fallback, transform))
+    bundle.onnx_transforms.append(transform(kept_fp32))
     what = f"{len(final) - len(kept_fp32)} encoder linears" + (
         f" ({len(kept_fp32)} kept fp32 by the accuracy gate)" if kept_fp32 else "")
     ctx.claim("size", "disk", True, f"{what} stored as int8 with fp32 scales (not fake-quant fp32)"

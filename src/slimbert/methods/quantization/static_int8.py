@@ -63,7 +63,7 @@ def calibration_examples(ctx: StepContext, n: int) -> list:
     return random.Random(CALIBRATION_SEED).sample(examples, min(n, len(examples)))
 
 
-@register_method("static-int8", StaticInt8Config, family="quantization", quantizes=True)
+@register_method("static-int8", StaticInt8Config, family="quantization", quantizes=True, fallback="layers")
 def apply_static_int8(bundle: ModelBundle, cfg: StaticInt8Config, ctx: StepContext) -> ModelBundle:
     """Static post-training int8 of the encoder linears, calibrated on training examples."""
     examples = calibration_examples(ctx, cfg.calibration_samples)
@@ -80,13 +80,13 @@ def apply_static_int8(bundle: ModelBundle, cfg: StaticInt8Config, ctx: StepConte
     embeddings = quantize_word_embeddings(bundle, cfg.embedding_bits)
     ctx.note(f"static int8 calibrated on {len(examples)} training examples ({cfg.calibration})")
 
+    def transform(kept_fp32: set[str]) -> dict:
+        return {"name": ORT_STATIC_INT8, "per_channel": cfg.per_channel,
+                "activations": {p: q.to_list() for p, q in quants.items() if p not in kept_fp32}}
+
     fallback = layer_fallback(bundle.model, final, lambda path: linears[path])
-    restored = enforce_accuracy(bundle, ctx, cfg, "static-int8", fallback)
-    kept_fp32 = fallback.paths(restored)
-    bundle.onnx_transforms.append({
-        "name": ORT_STATIC_INT8, "per_channel": cfg.per_channel,
-        "activations": {p: q.to_list() for p, q in quants.items() if p not in kept_fp32},
-    })
+    kept_fp32 = fallback.paths(enforce_accuracy(bundle, ctx, "static-int8", fallback, transform))
+    bundle.onnx_transforms.append(transform(kept_fp32))
     n = len(final) - len(kept_fp32)
     what = f"{n} encoder linears" + (f" ({len(kept_fp32)} kept fp32 by the accuracy gate)" if kept_fp32 else "")
     ctx.claim("size", "disk", True, f"{what} stored as int8 with fp32 scales" + (f"; {embeddings}" if embeddings else ""))

@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from slimbert.config import MethodConfig, check_range
-from slimbert.steps.context import StepContext
 from slimbert.data.encoding import encode
 from slimbert.errors import ConfigError
 from slimbert.methods.distillation.distill.augment import AugmentConfig, augment_examples
-from slimbert.training.distillation.loss_term import DistillationLoss
-from slimbert.training.distillation.matches import PRESETS, Feature, LayerMatch, preset_matches
+from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.loading import load_model
-from slimbert.model_shape import ModelShape
 from slimbert.models.shape import shape_of
+from slimbert.steps.context import StepContext
 from slimbert.steps.registry import register_method
 from slimbert.training.config import TrainConfig
+from slimbert.training.distillation.loss_term import DistillationLoss
+from slimbert.training.distillation.matches import PRESETS, Feature, LayerMatch, preset_matches
 from slimbert.training.losses import TaskLoss
 
 

@@ -25,6 +25,7 @@ from slimbert.models.module_kinds import register_module_kind
 
 @register_module_kind
 class Int8DynamicLinear(nn.Module):
+    computes_int8 = True  # its products run on int8 kernels (for the compute floor)
     """``y = (q(x) @ W_q^T) * s_x * s_w + b``.
 
     Buffers: ``weight_int8`` (out, in) int8, ``weight_scale`` (out,) fp32, ``bias`` (out,) fp32.

@@ -115,15 +115,17 @@ def finish_low_bit(bundle: ModelBundle, ctx: StepContext, cfg: QuantStepConfig, 
     latent = {path: w.linear for path, w in wrappers.items()}
     final = bake(model, wrappers, lambda path, w: packed_from_wrapper(w))
     embeddings = bake_word_embeddings(bundle, embedding)
-    restored = enforce_accuracy(bundle, ctx, cfg, method, layer_fallback(model, final, int8_fallback(latent)))
+    transform = ({"name": ORT_STATIC_INT8, "per_channel": True, "activations": {p: q.to_list() for p, q in quants.items()}}
+                 if onnx_int8 and quants else None)
+    restored = enforce_accuracy(bundle, ctx, method, layer_fallback(model, final, int8_fallback(latent)),
+                                lambda kept: transform)
     average = stored_bits(model, list(final))
     ctx.note(f"{method}: encoder linears store {average:.2f} bits per weight"
              + (f"; layers {restored} fell back to int8" if restored else ""))
     ctx.claim("size", "disk", True, f"{stored} ({average:.2f} bits/weight stored)" + (f"; {embeddings}" if embeddings else ""))
     ctx.claim("speed", "pytorch", False, "no low-bit kernel here: PyTorch decodes the packed weights to fp32 at load")
-    if onnx_int8 and quants:
-        bundle.onnx_transforms.append({"name": ORT_STATIC_INT8, "per_channel": True,
-                                       "activations": {p: q.to_list() for p, q in quants.items()}})
+    if transform is not None:
+        bundle.onnx_transforms.append(transform)
         ctx.claim("speed", "onnxruntime", True, onnx_detail)
     else:
         ctx.claim("speed", "onnxruntime", False, "the ONNX graph holds the decoded fp32 weights")

@@ -72,7 +72,7 @@ def input_ranges(model, activations: dict[str, list]) -> dict[str, tuple[float, 
     return ranges
 
 
-@register_onnx_transform(ORT_STATIC_INT8, on_unfused_graph=True)
+@register_onnx_transform(ORT_STATIC_INT8, on_unfused_graph=True, int8=True)
 def ort_static_int8(src: Path, dst: Path, params: dict) -> None:
     """Quantize the recorded linears of the unfused float graph to int8 QDQ with fixed activation ranges."""
     import onnx

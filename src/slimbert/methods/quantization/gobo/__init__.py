@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from torch import nn
 
 from slimbert.config import check_range
-from slimbert.steps.context import StepContext
 from slimbert.errors import ConfigError
-from slimbert.methods.quantization.gobo.clustering import DEFAULT_OUTLIER_STD, MAX_ITERATIONS, GoboCode, gobo_encode
 from slimbert.methods.quantization.common.accuracy_gate import QuantStepConfig, enforce_accuracy
 from slimbert.methods.quantization.common.lowbit import encoder_linears, int8_fallback, layer_fallback, stored_bits
 from slimbert.methods.quantization.common.packed import PackedEmbedding, PackedLinear
 from slimbert.methods.quantization.common.uniform import check_bits
+from slimbert.methods.quantization.gobo.clustering import DEFAULT_OUTLIER_STD, MAX_ITERATIONS, GoboCode, gobo_encode
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import get_module, set_module
+from slimbert.steps.context import StepContext
 from slimbert.steps.registry import register_method
 
 
@@ -70,7 +70,7 @@ def gobo_embeddings(bundle: ModelBundle, cfg: GoboConfig) -> str | None:
             f"({100 * code.outlier_index.numel() / emb.weight.numel():.2f}% fp32 outliers)")
 
 
-@register_method("gobo", GoboConfig, family="quantization", quantizes=True)
+@register_method("gobo", GoboConfig, family="quantization", quantizes=True, fallback="layers")
 def apply_gobo(bundle: ModelBundle, cfg: GoboConfig, ctx: StepContext) -> ModelBundle:
     """GOBO: encoder weights as b-bit centroid indices plus fp32 Gaussian outliers, without fine-tuning."""
     model = bundle.model
@@ -84,7 +84,7 @@ def apply_gobo(bundle: ModelBundle, cfg: GoboConfig, ctx: StepContext) -> ModelB
         iterations.append(code.iterations)
     embeddings = gobo_embeddings(bundle, cfg)
     fallback = layer_fallback(model, final, int8_fallback(originals))
-    restored = enforce_accuracy(bundle, ctx, cfg, "gobo", fallback)
+    restored = enforce_accuracy(bundle, ctx, "gobo", fallback)
     average = stored_bits(model, list(final))
     ctx.note(f"GOBO: {100 * outliers / weights:.3f}% of encoder weights are fp32 outliers (> {cfg.outlier_std} std); "
              f"centroid refinement took {min(iterations)}-{max(iterations)} iterations; {average:.2f} stored bits per "

@@ -27,17 +27,17 @@ from dataclasses import dataclass
 import torch
 
 from slimbert.config import check_range
-from slimbert.steps.context import StepContext
 from slimbert.data.encoding import PadCollator
 from slimbert.errors import ConfigError
+from slimbert.methods.quantization.common.accuracy_gate import QuantStepConfig
 from slimbert.methods.quantization.common.embeddings import wrap_word_embeddings
 from slimbert.methods.quantization.common.fake_quant import UniformWeightQuantizer
-from slimbert.methods.quantization.common.accuracy_gate import QuantStepConfig
-from slimbert.methods.quantization.qbert.hessian import assign_bits, sensitivity, top_eigenvalue
 from slimbert.methods.quantization.common.lowbit import finish_low_bit, wrap_encoder_linears
 from slimbert.methods.quantization.common.uniform import check_bits
+from slimbert.methods.quantization.qbert.hessian import assign_bits, sensitivity, top_eigenvalue
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import LayerView, layer_views
+from slimbert.steps.context import StepContext
 from slimbert.steps.registry import register_method
 from slimbert.training.config import TrainConfig
 from slimbert.training.losses import TaskLoss
@@ -130,7 +130,7 @@ def choose_bits(bundle: ModelBundle, ctx: StepContext, cfg: QBertConfig) -> dict
     return bits
 
 
-@register_method("qbert", QBertConfig, family="quantization", accepts_distill=True, quantizes=True)
+@register_method("qbert", QBertConfig, family="quantization", accepts_distill=True, quantizes=True, fallback="layers")
 def apply_qbert(bundle: ModelBundle, cfg: QBertConfig, ctx: StepContext) -> ModelBundle:
     """Q-BERT group-wise (mixed-precision) low-bit weights, fine-tuned with fake quantization, stored packed."""
     model = bundle.model

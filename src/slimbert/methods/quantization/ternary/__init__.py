@@ -86,7 +86,7 @@ def embedding_quantizer(bits: int | None):
 
 
 @register_method("ternary", TernaryConfig, family="quantization", accepts_distill=True,
-                 default_distill=TERNARYBERT_DISTILLATION, quantizes=True)
+                 default_distill=TERNARYBERT_DISTILLATION, quantizes=True, fallback="layers")
 def apply_ternary(bundle: ModelBundle, cfg: TernaryConfig, ctx: StepContext) -> ModelBundle:
     """TernaryBERT: ternary encoder weights trained with distillation from the fp32 input model, stored at 2 bits."""
     model = bundle.model

@@ -1,0 +1,79 @@
+"""One way to run an artifact on any of its runtimes: PyTorch, ONNX Runtime or OpenVINO.
+
+A :class:`Session` takes a batch of padded inputs ((B, T) tensors or arrays) and returns logits (B, C)
+as numpy; ``predict`` runs a whole encoded dataset. Evaluation, serving (``slimbert predict``,
+``slimbert.pipeline``) and ``slimbert eval --runtime`` all go through :func:`open_session`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from slimbert.data.batching import predict_batches
+from slimbert.data.encoding import EncodedDataset
+from slimbert.errors import SlimbertError
+from slimbert.export.onnx import onnx_logits, onnx_session
+from slimbert.export.openvino import OPENVINO_DIR, OPENVINO_XML, openvino_logits, openvino_model
+from slimbert.models.artifact import ONNX_NAME
+from slimbert.models.bundle import ModelBundle
+
+RUNTIMES = ("pytorch", "onnxruntime", "openvino")
+
+
+@dataclass
+class Session:
+    """A model ready to run on one runtime."""
+
+    runtime: str
+    run: Callable[[dict[str, Any]], np.ndarray]  # batch -> logits (B, C)
+
+    def logits(self, batch: dict[str, Any]) -> np.ndarray:
+        return self.run(batch)
+
+    def predict(self, dataset: EncodedDataset, batch_size: int = 128, pad_token_id: int = 0) -> np.ndarray:
+        """Logits (N, C) over ``dataset``, in dataset order (length-sorted batches, dynamic padding)."""
+        return predict_batches(dataset, batch_size, pad_token_id, self.run)
+
+
+def runtime_file(directory: Path, runtime: str) -> Path | None:
+    """The file an artifact directory holds for ``runtime`` (None for PyTorch, which needs none)."""
+    if runtime == "onnxruntime":
+        return directory / ONNX_NAME
+    if runtime == "openvino":
+        return directory / OPENVINO_DIR / OPENVINO_XML
+    return None
+
+
+def available_runtimes(directory: Path) -> list[str]:
+    """The runtimes an artifact directory can run on."""
+    return [r for r in RUNTIMES if runtime_file(Path(directory), r) is None or runtime_file(Path(directory), r).is_file()]
+
+
+def open_session(bundle: ModelBundle, directory: str | Path | None, runtime: str, threads: int | None = None) -> Session:
+    """``bundle`` (its PyTorch model) or its artifact ``directory``'s export, ready to run on ``runtime``."""
+    if runtime not in RUNTIMES:
+        raise SlimbertError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "pytorch":
+        model = bundle.model.eval()
+        device = next(model.parameters()).device
+
+        @torch.no_grad()
+        def run(batch):
+            feeds = {k: torch.as_tensor(v).to(device) for k, v in batch.items() if k in bundle.arch.inputs}
+            return model(**feeds).logits.float().cpu().numpy()
+
+        return Session("pytorch", run)
+    path = runtime_file(Path(directory), runtime) if directory is not None else None
+    if path is None or not path.is_file():
+        raise SlimbertError(f"no {runtime} export in {directory}: {path.name if path else runtime} is missing; "
+                            "artifacts written by `slimbert compress` have one per runtime it could convert to")
+    if runtime == "onnxruntime":
+        session = onnx_session(path, threads)
+        return Session("onnxruntime", lambda batch: onnx_logits(session, batch))
+    compiled = openvino_model(path, threads)
+    return Session("openvino", lambda batch: openvino_logits(compiled, batch))
