@@ -13,7 +13,7 @@ from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
 from slimbert.methods.pruning.block_movement import BlockMovementConfig, apply_block_movement, remove_emptied_units
 from slimbert.methods.pruning.common.layer_dropping import layers_to_drop
-from slimbert.methods.pruning.common.sampling import sample_batches
+from slimbert.steps.sampling import sample_batches
 from slimbert.methods.pruning.common.structured import (
     HEADS,
     NEURONS,

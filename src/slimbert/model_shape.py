@@ -31,6 +31,7 @@ class ModelShape:
     max_positions: int | None = None
     compressed_linears: bool = False  # encoder linears are no longer plain float nn.Linear (quantized, or stored sparse)
     uniform_layers: bool = True  # every layer has the same head count and FFN width
+    factored_linears: bool = False  # some encoder linears are low-rank factor pairs (float, but not one matrix)
 
     @property
     def total_heads(self) -> int:

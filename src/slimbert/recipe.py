@@ -193,6 +193,11 @@ class Recipe:
                     f"{where}: the model's encoder linears are already quantized or stored sparse "
                     f"(an earlier step, or the input artifact), and {step.method} needs plain float linears; "
                     "put pruning, distillation and other training steps before quantization steps")
+            if shape.factored_linears and not method.after_factorization:
+                raise ConfigError(
+                    f"{where}: the model's encoder linears are already low-rank factor pairs (an earlier step, or "
+                    f"the input artifact), and {step.method} needs plain linears; put it before the factorization "
+                    "step (distill and dynamic-int8 may follow one)")
             try:
                 if step.distill is not None:
                     step.distill.check_shapes(shape, teacher)

@@ -16,6 +16,10 @@ A compressed module class registers itself with :func:`register_module_kind` and
 
 Optional: ``logical_params()`` / ``logical_nonzero()`` (weights it stands for, e.g. the unpacked
 count of a packed matrix) and ``flops_per_token()``.
+
+A kind with ``factored = True`` (low-rank factors) is a composite of plain linears: it stores nothing in a
+compressed form, so later steps may quantize its factors (:func:`replace_plain_linears`), but it is no longer
+one matrix that pruning could cut. Its spec records its children's kinds, so quantized factors reload.
 """
 
 from __future__ import annotations
@@ -67,6 +71,47 @@ def describe_module(module: nn.Module) -> dict[str, Any] | None:
 def is_compressed_module(module: nn.Module) -> bool:
     """True for registered (non-builtin) compressed module kinds."""
     return getattr(type(module), "kind", None) in _KINDS
+
+
+def is_factored_module(module: nn.Module) -> bool:
+    """True for composite kinds made of plain linears (``factored = True``: low-rank factors)."""
+    return is_compressed_module(module) and getattr(type(module), "factored", False)
+
+
+def stores_compressed_weights(module: nn.Module) -> bool:
+    """True for kinds whose weights are stored quantized, packed or sparse (not factored float linears)."""
+    return is_compressed_module(module) and not getattr(type(module), "factored", False)
+
+
+def manifest_flags(modules: dict[str, Any]) -> tuple[bool, bool]:
+    """``(compressed, factored)`` of an artifact's manifest modules: whether any holds compressed weights, and
+    whether any is a factored composite (whose recorded factors may themselves be compressed)."""
+    compressed = factored = False
+    for entry in modules.values():
+        if not isinstance(entry, dict) or entry.get("kind") in BUILTIN_KINDS:
+            continue
+        cls = _KINDS.get(entry.get("kind"))
+        if cls is not None and getattr(cls, "factored", False):
+            factored = True
+            factors = (entry.get("spec") or {}).get("factors") or {}
+            sub_compressed, _ = manifest_flags(factors)
+            compressed = compressed or sub_compressed
+        else:
+            compressed = True
+    return compressed, factored
+
+
+def replace_plain_linears(module: nn.Module, transform: Callable[[nn.Linear], nn.Module]) -> nn.Module:
+    """``transform(module)`` for a plain linear; for a factored composite, its plain-linear children replaced
+    in place by ``transform(child)`` (the composite is returned). Anything else is a TypeError."""
+    if type(module) is nn.Linear:
+        return transform(module)
+    if is_factored_module(module):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, transform(child))
+        return module
+    raise TypeError(f"{type(module).__name__} is neither a plain linear nor a factored composite of linears")
 
 
 def build_module(kind: str, spec: dict[str, Any]) -> nn.Module:

@@ -8,24 +8,28 @@ from torch import nn
 
 from slimbert.errors import ModelLoadError
 from slimbert.model_shape import ModelShape
-from slimbert.models.module_kinds import BUILTIN_KINDS, is_compressed_module
+from slimbert.models.module_kinds import is_factored_module, manifest_flags, stores_compressed_weights
 from slimbert.models.structure import ARCHITECTURES, arch_of
 from slimbert.models.surgery import LAYER_HEADS_KEY, LAYER_INTERMEDIATE_KEY
 
 
-def shape_of(model_or_config, compressed_linears: bool = False) -> ModelShape:
+def shape_of(model_or_config, compressed_linears: bool = False, factored_linears: bool = False) -> ModelShape:
     """The shape of a model (or its Hugging Face config); per-layer head counts and FFN widths come from
     what head/neuron pruning recorded in the config, else the uniform sizes. A model (not a config) holding
-    compressed module kinds (int8, packed, sparse storage) is marked ``compressed_linears``."""
+    compressed module kinds (int8, packed, sparse storage) is marked ``compressed_linears``; one holding
+    low-rank factors, ``factored_linears``."""
     if isinstance(model_or_config, nn.Module):
-        compressed_linears = compressed_linears or any(is_compressed_module(m) for m in model_or_config.modules())
+        modules = list(model_or_config.modules())
+        compressed_linears = compressed_linears or any(stores_compressed_weights(m) for m in modules)
+        factored_linears = factored_linears or any(is_factored_module(m) for m in modules)
     config = getattr(model_or_config, "config", model_or_config)
     arch = arch_of(config)
     vocab = getattr(config, "vocab_size", 0)
     if not arch.is_transformer:
         hidden = getattr(config, arch.cfg_hidden)
         return ModelShape(model_type=arch.model_type, is_transformer=False, layers=0, hidden=hidden, head_size=0,
-                          heads=(), intermediate=(), vocab_size=vocab, compressed_linears=compressed_linears)
+                          heads=(), intermediate=(), vocab_size=vocab, compressed_linears=compressed_linears,
+                          factored_linears=factored_linears)
     layers = getattr(config, arch.cfg_layers)
     hidden = getattr(config, arch.cfg_hidden)
     heads_uniform = getattr(config, arch.cfg_heads)
@@ -36,7 +40,7 @@ def shape_of(model_or_config, compressed_linears: bool = False) -> ModelShape:
         positions -= (getattr(config, "pad_token_id", 1) or 0) + 1  # RoBERTa's positions start after padding_idx
     return ModelShape(model_type=arch.model_type, is_transformer=True, layers=layers, hidden=hidden,
                       head_size=hidden // heads_uniform, heads=heads, intermediate=intermediate, vocab_size=vocab,
-                      max_positions=positions, compressed_linears=compressed_linears,
+                      max_positions=positions, compressed_linears=compressed_linears, factored_linears=factored_linears,
                       uniform_layers=len(set(heads)) <= 1 and len(set(intermediate)) <= 1)
 
 
@@ -60,8 +64,7 @@ def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
         raise ModelLoadError(f"could not read the model config at {source}: {exc}") from None
     if config.model_type not in ARCHITECTURES:
         arch_of(config)  # raises the supported-types error
-    compressed_linears = False
+    compressed_linears = factored_linears = False
     if is_slimbert_artifact(source):
-        modules = read_manifest(source).get("modules", {})
-        compressed_linears = any(entry.get("kind") not in BUILTIN_KINDS for entry in modules.values() if isinstance(entry, dict))
-    return shape_of(config, compressed_linears=compressed_linears)
+        compressed_linears, factored_linears = manifest_flags(read_manifest(source).get("modules", {}))
+    return shape_of(config, compressed_linears=compressed_linears, factored_linears=factored_linears)

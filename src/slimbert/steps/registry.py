@@ -12,6 +12,8 @@ Besides its config class, a method declares what the step machinery needs to kno
 * ``default_distill``: the block it uses when the step has none (TernaryBERT is distillation-trained);
 * ``quantizes``: its result is no longer a plain float model, so only steps that say they can
   follow quantization (``after_quantization``) may come after it;
+* ``after_factorization``: it works on a model whose encoder linears are low-rank factor pairs (it trains
+  them, or quantizes the factors); other steps need plain linears and cannot follow a factorization;
 * ``fallback``: what ``on_exceed: fallback`` does when the step's accuracy gate fails: a function
   returning a milder config (the step is run again from its input model), ``"layers"`` (the method
   restores layers to higher precision itself), or None (no fallback: the gate can only fail the step).
@@ -56,6 +58,7 @@ class RegisteredMethod:
     default_distill: StepDistillation | None = None
     quantizes: bool = False
     after_quantization: bool = False
+    after_factorization: bool = False
     fallback: "Fallback" = None
 
     @property
@@ -69,7 +72,8 @@ _METHODS: dict[str, RegisteredMethod] = {}
 
 def register_method(name: str, config_cls: type[MethodConfig], *, family: str, accepts_distill: bool = False,
                     default_distill: StepDistillation | None = None, quantizes: bool = False,
-                    after_quantization: bool = False, fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
+                    after_quantization: bool = False, after_factorization: bool = False,
+                    fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply(bundle, cfg, ctx) -> bundle`` as the transform for recipe steps ``method: name``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown method family {family!r}; expected one of {FAMILIES}")
@@ -83,7 +87,7 @@ def register_method(name: str, config_cls: type[MethodConfig], *, family: str, a
         _METHODS[name] = RegisteredMethod(name=name, family=family, config_cls=config_cls, apply=fn,
                                           accepts_distill=accepts_distill, default_distill=default_distill,
                                           quantizes=quantizes, after_quantization=after_quantization,
-                                          fallback=fallback)
+                                          after_factorization=after_factorization, fallback=fallback)
         return fn
 
     return decorator

@@ -22,7 +22,7 @@ import torch
 
 from slimbert.methods.pruning.common.checks import check_transformer
 from slimbert.methods.pruning.common.fallback import less
-from slimbert.methods.pruning.common.sampling import sample_batches
+from slimbert.steps.sampling import sample_batches
 from slimbert.methods.pruning.common.structured import (
     NEURONS,
     IterativePruningConfig,

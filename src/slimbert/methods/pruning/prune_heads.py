@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from slimbert.methods.pruning.common.checks import check_transformer
 from slimbert.methods.pruning.common.fallback import less
-from slimbert.methods.pruning.common.sampling import sample_batches
+from slimbert.steps.sampling import sample_batches
 from slimbert.methods.pruning.common.structured import (
     HEADS,
     IterativePruningConfig,

@@ -20,6 +20,7 @@ from slimbert.config import MethodConfig
 from slimbert.export.onnx import quiet_root_logging, register_onnx_transform
 from slimbert.methods.quantization.common.int8_modules import Int8DynamicLinear, Int8Embedding
 from slimbert.models.bundle import ModelBundle
+from slimbert.models.module_kinds import replace_plain_linears
 from slimbert.models.structure import get_module, layer_views, set_module
 from slimbert.steps.context import StepContext
 from slimbert.steps.registry import register_method
@@ -36,16 +37,17 @@ class DynamicInt8Config(MethodConfig):
 
 
 def quantize_linears_dynamic(bundle: ModelBundle, per_channel: bool = True) -> int:
-    """Swap every encoder linear (q, k, v, attention output, FFN in/out) for an int8 one; return the count."""
+    """Swap every encoder linear (q, k, v, attention output, FFN in/out; both factors of a low-rank pair) for
+    an int8 one; return the count of encoder linears quantized."""
     count = 0
     for view in layer_views(bundle.model):
         for role, linear in view.linears().items():
-            view.replace(role, Int8DynamicLinear.from_float(linear, per_channel))
+            view.replace(role, replace_plain_linears(linear, lambda m: Int8DynamicLinear.from_float(m, per_channel)))
             count += 1
     return count
 
 
-@register_method("dynamic-int8", DynamicInt8Config, family="quantization", quantizes=True)
+@register_method("dynamic-int8", DynamicInt8Config, family="quantization", quantizes=True, after_factorization=True)
 def apply_dynamic_int8(bundle: ModelBundle, cfg: DynamicInt8Config, ctx: StepContext) -> ModelBundle:
     """Post-training dynamic int8 quantization of the encoder linears (and optionally the word embeddings)."""
     n = quantize_linears_dynamic(bundle, cfg.per_channel)

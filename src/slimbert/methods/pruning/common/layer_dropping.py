@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from slimbert.errors import ConfigError
-from slimbert.methods.pruning.common.sampling import sample_batches
+from slimbert.steps.sampling import sample_batches
 from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.layer_selection import select_layers

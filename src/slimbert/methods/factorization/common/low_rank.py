@@ -1,0 +1,110 @@
+"""A linear layer stored as two low-rank factors, and the (weighted) truncated SVD that produces them.
+
+``W (out, in) ~ B (out, r) @ A (r, in)``: the layer computes ``y = B (A x) + b``, two plain dense
+linears (``down``: in -> r, no bias; ``up``: r -> out, with the original bias). It costs
+``r * (in + out)`` weights and ``2 * r * (in + out)`` FLOPs per token instead of ``in * out`` and
+``2 * in * out``, so a rank saves anything only below the break-even ``in * out / (in + out)``.
+
+The module is already its own baked form: it trains, saves, reloads and exports to ONNX as two MatMuls.
+Its factors are plain linears that later steps may quantize (dynamic int8 swaps them for int8 linears);
+the manifest spec records their kinds so a quantized low-rank model reloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from slimbert.models.module_kinds import build_module, describe_module, is_compressed_module, register_module_kind
+
+
+def break_even_rank(out_features: int, in_features: int) -> float:
+    """The rank at which the factors hold as many weights as the dense matrix: ``out * in / (out + in)``."""
+    return out_features * in_features / (out_features + in_features)
+
+
+@register_module_kind
+class LowRankLinear(nn.Module):
+    """``y = up(down(x))``: ``down`` (in -> r, no bias) then ``up`` (r -> out, the original bias).
+
+    x: (..., in) -> (..., r) -> (..., out).
+    """
+
+    kind: ClassVar[str] = "low-rank"
+    factored: ClassVar[bool] = True  # a composite of plain linears (see slimbert.models.module_kinds)
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False)  # A (r, in)
+        self.up = nn.Linear(rank, out_features, bias=bias)  # B (out, r), bias (out,)
+
+    @classmethod
+    def from_factors(cls, up: torch.Tensor, down: torch.Tensor, bias: torch.Tensor | None) -> "LowRankLinear":
+        """From ``up`` B (out, r), ``down`` A (r, in) and the original ``bias`` (out,) or None."""
+        out_features, rank = up.shape
+        module = cls(down.shape[1], out_features, rank, bias=bias is not None)
+        with torch.no_grad():
+            module.up.weight.copy_(up)
+            module.down.weight.copy_(down)
+            if bias is not None:
+                module.up.bias.copy_(bias)
+        return module.to(up.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+    def spec(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "rank": self.rank,
+                "bias": getattr(self.up, "bias", None) is not None,
+                "factors": {"down": describe_module(self.down), "up": describe_module(self.up)}}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "LowRankLinear":
+        module = cls(spec["in_features"], spec["out_features"], spec["rank"], spec["bias"])
+        for name, entry in (spec.get("factors") or {}).items():
+            if name not in ("down", "up") or not isinstance(entry, dict):
+                raise ValueError(f"low-rank factor {name!r}: expected 'down' or 'up' with a kind and spec")
+            setattr(module, name, build_module(entry["kind"], entry["spec"]))
+        return module
+
+    def to_float(self) -> "LowRankLinear":
+        """The same factors in float (quantized factors dequantized); still two MatMuls in the exported graph."""
+        for name, child in list(self.named_children()):
+            if is_compressed_module(child):
+                setattr(self, name, child.to_float())
+        return self
+
+    def dense_weight(self) -> torch.Tensor:
+        """B @ A (out, in) of float factors: the matrix this layer stands for."""
+        return self.up.weight @ self.down.weight
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+def weighted_svd(weight: torch.Tensor, input_weights: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SVD of ``W diag(s)`` for W (out, in) and per-input-feature weights s (in,) (None: plain SVD).
+
+    Returns ``U (out, k)``, ``S (k,)``, ``Vh_unweighted (k, in)`` with ``W = U diag(S) Vh_unweighted`` exactly,
+    where ``Vh_unweighted = Vh diag(1/s)``; keeping the first r components gives the rank-r factors that
+    minimise ``|| (W - B A) diag(s) ||_F`` (Eckart-Young on the weighted matrix).
+    """
+    w = weight.detach().float()
+    if input_weights is None:
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+        return u, s, vh
+    scale = input_weights.detach().float().to(w.device)
+    u, s, vh = torch.linalg.svd(w * scale[None, :], full_matrices=False)
+    return u, s, vh / scale[None, :]
+
+
+def factorize(linear: nn.Linear, rank: int, input_weights: torch.Tensor | None = None) -> LowRankLinear:
+    """The rank-``rank`` factors of ``linear`` (weighted by ``input_weights`` (in,) when given)."""
+    u, s, vh = weighted_svd(linear.weight, input_weights)
+    up = (u[:, :rank] * s[:rank]).to(linear.weight.dtype)  # B (out, r): singular values folded into B
+    down = vh[:rank].to(linear.weight.dtype)  # A (r, in)
+    return LowRankLinear.from_factors(up, down, None if linear.bias is None else linear.bias.detach())
