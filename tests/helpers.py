@@ -147,3 +147,17 @@ def synthetic_record(card, name: str = "exp", plot: dict | None = None):
                             plot=PlotSpec(**plot) if plot else None)
     return BenchRecord(experiment=experiment, command=f"slimbert bench run {name}.yaml", seconds=1.0, result=card,
                        environment=card.environment)
+
+
+def run_steps(bundle, steps: list[dict], task_data, work: Path):
+    """Run ``steps`` as a recipe on ``bundle`` (checked against its shape first), distilling from a copy of it;
+    returns the compressed bundle and the step context."""
+    from slimbert.api import run_recipe
+    from slimbert.models.shape import shape_of
+    from slimbert.recipe import Recipe
+
+    recipe = Recipe.from_dict({"name": "test", "steps": steps})
+    recipe.check(shape_of(bundle.model))
+    out, _, ctx = run_recipe(bundle, recipe, task_data, task_data.settings, work / "work", log=lambda m: None,
+                             teacher=bundle.clone())
+    return out, ctx

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import run_steps
 from torch import nn
 
-from slimbert.api import run_recipe
 from slimbert.data.tasks import get_task
 from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
@@ -114,20 +114,12 @@ def task_data(tiny_glue):
                                                      max_eval_samples=16))
 
 
-def _run(bundle, steps, task_data, tmp_path):
-    recipe = Recipe.from_dict({"name": "t", "steps": steps})
-    recipe.check(shape_of(bundle.model))
-    out, _, ctx = run_recipe(bundle, recipe, task_data, task_data.settings, tmp_path / "work", log=lambda m: None,
-                             teacher=bundle.clone())
-    return out, ctx
-
-
 def test_keep_ratio_hits_its_target_and_counts_follow_the_factors(tiny_bert_dir, task_data, tmp_path):
     bundle = load_model(tiny_bert_dir, task_data.task)
     params_before = count_parameters(bundle.model)["no_embeddings"]
     flops_before = flops_per_example(bundle.model, 16)
     linears_before = sum(m.weight.numel() for v in layer_views(bundle.model) for m in v.linears().values())
-    out, ctx = _run(bundle.clone(), [{"method": "svd", "keep_ratio": 0.5, "train": None}], task_data, tmp_path)
+    out, ctx = run_steps(bundle.clone(), [{"method": "svd", "keep_ratio": 0.5, "train": None}], task_data, tmp_path)
     factored = [m for v in layer_views(out.model) for m in v.linears().values()]
     assert all(isinstance(m, LowRankLinear) for m in factored)
     linears_after = sum(m.rank * (m.in_features + m.out_features) for m in factored)
@@ -140,8 +132,8 @@ def test_keep_ratio_hits_its_target_and_counts_follow_the_factors(tiny_bert_dir,
 
 def test_svd_then_dynamic_int8_reloads_and_round_trips_to_onnx(tiny_bert_dir, task_data, tmp_path):
     bundle = load_model(tiny_bert_dir, task_data.task)
-    out, _ = _run(bundle, [{"method": "svd", "rank": 6, "weighting": "fisher", "fisher_samples": 8, "train": QUICK},
-                           {"method": "dynamic-int8"}], task_data, tmp_path)
+    svd = {"method": "svd", "rank": 6, "weighting": "fisher", "fisher_samples": 8, "train": QUICK}
+    out, _ = run_steps(bundle, [svd, {"method": "dynamic-int8"}], task_data, tmp_path)
     artifact = tmp_path / "artifact"
     save_compressed(out, artifact)
     shape = shape_of_spec(artifact)
@@ -160,7 +152,7 @@ def test_svd_then_dynamic_int8_reloads_and_round_trips_to_onnx(tiny_bert_dir, ta
 
 def test_float_factors_export_exactly(tiny_bert_dir, task_data, tmp_path):
     bundle = load_model(tiny_bert_dir, task_data.task)
-    out, _ = _run(bundle, [{"method": "svd", "energy": 0.5, "targets": ["ffn_in", "ffn_out"], "train": None}],
+    out, _ = run_steps(bundle, [{"method": "svd", "energy": 0.5, "targets": ["ffn_in", "ffn_out"], "train": None}],
                   task_data, tmp_path)
     batch = sample_batch(out)
     exported = export_onnx(out, tmp_path / "model.onnx")

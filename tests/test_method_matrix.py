@@ -57,6 +57,8 @@ MATRIX: dict[str, dict] = {
     "block-movement": {"sparsity": 0.5, "ffn_sparsity": 0.5, "block_rows": 8, "block_cols": 8, "train": QUICK},
     "student": {"num_layers": 1},
     "distill": {"preset": "last", "train": QUICK},
+    "albert-embeddings": {"factor_dim": 8, "distill": DISTIL, "train": QUICK},
+    "share-layers": {"group_size": 2, "distill": DISTIL, "train": QUICK},
     "svd": {"keep_ratio": 0.5, "weighting": "fisher", "fisher_samples": 8, "distill": DISTIL, "train": QUICK},
 }
 

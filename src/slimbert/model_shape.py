@@ -32,6 +32,8 @@ class ModelShape:
     compressed_linears: bool = False  # encoder linears are no longer plain float nn.Linear (quantized, or stored sparse)
     uniform_layers: bool = True  # every layer has the same head count and FFN width
     factored_linears: bool = False  # some encoder linears are low-rank factor pairs (float, but not one matrix)
+    shared_layers: bool = False  # some encoder layers share modules (ALBERT-style cross-layer sharing)
+    embedding_factor_dim: int | None = None  # E of ALBERT-factored word embeddings (V x E then E x d); None: V x d
 
     @property
     def total_heads(self) -> int:

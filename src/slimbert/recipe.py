@@ -198,6 +198,11 @@ class Recipe:
                     f"{where}: the model's encoder linears are already low-rank factor pairs (an earlier step, or "
                     f"the input artifact), and {step.method} needs plain linears; put it before the factorization "
                     "step (distill and dynamic-int8 may follow one)")
+            if shape.shared_layers and not method.after_sharing:
+                raise ConfigError(
+                    f"{where}: the model's encoder layers already share modules (an earlier share-layers step, or the "
+                    f"input artifact), and {step.method} changes layers one by one; put it before share-layers "
+                    "(distill and dynamic-int8 may follow one)")
             try:
                 if step.distill is not None:
                     step.distill.check_shapes(shape, teacher)

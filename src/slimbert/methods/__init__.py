@@ -6,7 +6,8 @@ their artifacts need); the registry functions are re-exported here so that calle
 layer ask the complete catalogue.
 """
 
-from slimbert.methods import distillation, factorization, pruning, quantization  # noqa: F401  (registers the built-in methods)
+# Importing the families registers the built-in methods.
+from slimbert.methods import distillation, factorization, parameter_sharing, pruning, quantization  # noqa: F401
 from slimbert.steps.registry import RegisteredMethod, available_methods, get_method, method_for_config
 
 __all__ = ["RegisteredMethod", "available_methods", "get_method", "method_for_config"]

@@ -25,8 +25,8 @@ import torch
 from slimbert.errors import ModelLoadError
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.hf_logging import quiet_transformers
-from slimbert.models.module_kinds import build_module, module_manifest
-from slimbert.models.structure import set_module
+from slimbert.models.module_kinds import build_module, module_manifest, shared_module_aliases
+from slimbert.models.structure import get_module, set_module
 from slimbert.models.surgery import sync_layer_attributes
 from slimbert.version import __version__
 
@@ -52,6 +52,8 @@ def save_compressed(bundle: ModelBundle, directory: str | os.PathLike, extra: di
         "model_class": type(model).__name__,
         "source": bundle.source,
         "modules": module_manifest(model),
+        # Modules reachable under several paths (cross-layer sharing): tied again on load, stored once.
+        "shared_modules": shared_module_aliases(model),
         "onnx_transforms": bundle.onnx_transforms,
         "history": bundle.history,
         **(extra or {}),
@@ -97,6 +99,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     for key in ("onnx_transforms", "history"):
         if not isinstance(manifest.get(key, []), list):
             raise ModelLoadError(f"{path}: {key!r} must be a list")
+    shared = manifest.get("shared_modules") or {}
+    if not isinstance(shared, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in shared.items()):
+        raise ModelLoadError(f"{path}: 'shared_modules' must map module paths to the paths they share")
     return manifest
 
 
@@ -123,6 +128,12 @@ def _build(config, manifest: dict[str, Any], directory: Path, attn_implementatio
                 set_module(model, path, build_module(entry["kind"], entry["spec"]))
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 raise ModelLoadError(f"{directory / MANIFEST_NAME}: cannot rebuild module {path!r} "
+                                     f"({type(exc).__name__}: {exc})") from None
+        for alias, source in (manifest.get("shared_modules") or {}).items():
+            try:
+                set_module(model, alias, get_module(model, source))
+            except (AttributeError, IndexError, ValueError, TypeError) as exc:
+                raise ModelLoadError(f"{directory / MANIFEST_NAME}: cannot share module {source!r} as {alias!r} "
                                      f"({type(exc).__name__}: {exc})") from None
     return model
 

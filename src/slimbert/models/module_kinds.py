@@ -24,7 +24,7 @@ one matrix that pruning could cut. Its spec records its children's kinds, so qua
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from torch import nn
 
@@ -73,6 +73,35 @@ def is_compressed_module(module: nn.Module) -> bool:
     return getattr(type(module), "kind", None) in _KINDS
 
 
+class FactoredComposite(nn.Module):
+    """Base of factored kinds: named float ``parts`` (plain modules that later steps may quantize).
+
+    ``factor_specs()`` records each part's kind and spec, ``restore_parts(spec)`` rebuilds them on load
+    (so a quantized part reloads quantized), and ``to_float()`` dequantizes the parts in place.
+    """
+
+    factored: ClassVar[bool] = True
+    parts: ClassVar[tuple[str, ...]] = ()
+
+    def factor_specs(self) -> dict[str, Any]:
+        return {name: describe_module(getattr(self, name)) for name in self.parts}
+
+    def restore_parts(self, spec: dict[str, Any]) -> "FactoredComposite":
+        for name, entry in (spec.get("factors") or {}).items():
+            if name not in self.parts or not isinstance(entry, dict):
+                raise ValueError(f"{self.kind} part {name!r}: expected one of {', '.join(self.parts)} with a kind "
+                                 "and spec")
+            setattr(self, name, build_module(entry["kind"], entry["spec"]))
+        return self
+
+    def to_float(self) -> "FactoredComposite":
+        for name in self.parts:
+            part = getattr(self, name)
+            if is_compressed_module(part):
+                setattr(self, name, part.to_float())
+        return self
+
+
 def is_factored_module(module: nn.Module) -> bool:
     """True for composite kinds made of plain linears (``factored = True``: low-rank factors)."""
     return is_compressed_module(module) and getattr(type(module), "factored", False)
@@ -101,17 +130,32 @@ def manifest_flags(modules: dict[str, Any]) -> tuple[bool, bool]:
     return compressed, factored
 
 
-def replace_plain_linears(module: nn.Module, transform: Callable[[nn.Linear], nn.Module]) -> nn.Module:
-    """``transform(module)`` for a plain linear; for a factored composite, its plain-linear children replaced
-    in place by ``transform(child)`` (the composite is returned). Anything else is a TypeError."""
-    if type(module) is nn.Linear:
+def replace_plain_linears(module: nn.Module, transform: Callable[[nn.Module], nn.Module],
+                          plain: type[nn.Module] = nn.Linear) -> nn.Module:
+    """``transform(module)`` for a plain ``plain`` module (a linear, by default); for a factored composite, its
+    children of that type replaced in place by ``transform(child)`` (the composite is returned). Anything else
+    is a TypeError."""
+    if type(module) is plain:
         return transform(module)
     if is_factored_module(module):
         for name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
+            if type(child) is plain:
                 setattr(module, name, transform(child))
         return module
-    raise TypeError(f"{type(module).__name__} is neither a plain linear nor a factored composite of linears")
+    raise TypeError(f"{type(module).__name__} is neither a plain {plain.__name__} nor a factored composite of them")
+
+
+def shared_module_aliases(model: nn.Module) -> dict[str, str]:
+    """``{alias path: first path}`` for every module reachable under more than one path (cross-layer sharing)."""
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if not name:
+            continue
+        if id(module) in first and not any(name.startswith(a + ".") for a in aliases):
+            aliases[name] = first[id(module)]
+        first.setdefault(id(module), name)
+    return aliases
 
 
 def build_module(kind: str, spec: dict[str, Any]) -> nn.Module:

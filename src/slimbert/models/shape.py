@@ -8,20 +8,35 @@ from torch import nn
 
 from slimbert.errors import ModelLoadError
 from slimbert.model_shape import ModelShape
-from slimbert.models.module_kinds import is_factored_module, manifest_flags, stores_compressed_weights
-from slimbert.models.structure import ARCHITECTURES, arch_of
+from slimbert.models.module_kinds import (
+    is_factored_module,
+    manifest_flags,
+    shared_module_aliases,
+    stores_compressed_weights,
+)
+from slimbert.models.structure import ARCHITECTURES, arch_of, get_module
 from slimbert.models.surgery import LAYER_HEADS_KEY, LAYER_INTERMEDIATE_KEY
 
 
-def shape_of(model_or_config, compressed_linears: bool = False, factored_linears: bool = False) -> ModelShape:
+def shape_of(model_or_config, compressed_linears: bool = False, factored_linears: bool = False,
+             shared_layers: bool = False, embedding_factor_dim: int | None = None) -> ModelShape:
     """The shape of a model (or its Hugging Face config); per-layer head counts and FFN widths come from
-    what head/neuron pruning recorded in the config, else the uniform sizes. A model (not a config) holding
-    compressed module kinds (int8, packed, sparse storage) is marked ``compressed_linears``; one holding
-    low-rank factors, ``factored_linears``."""
+    what head/neuron pruning recorded in the config, else the uniform sizes. For a model (not a config), the
+    flags are read from its encoder layers: compressed module kinds (int8, packed, sparse storage) mark
+    ``compressed_linears``; low-rank factors, ``factored_linears``; modules shared between layers,
+    ``shared_layers``; and factored word embeddings give ``embedding_factor_dim``."""
     if isinstance(model_or_config, nn.Module):
-        modules = list(model_or_config.modules())
-        compressed_linears = compressed_linears or any(stores_compressed_weights(m) for m in modules)
-        factored_linears = factored_linears or any(is_factored_module(m) for m in modules)
+        arch = arch_of(model_or_config)
+        prefix = f"{arch.layers}." if arch.layers else None
+        # Non-Transformer students have no encoder layers: all their modules count.
+        encoder = [m for n, m in model_or_config.named_modules() if n.startswith(prefix)] if prefix \
+            else list(model_or_config.modules())
+        compressed_linears = compressed_linears or any(stores_compressed_weights(m) for m in encoder)
+        factored_linears = factored_linears or any(is_factored_module(m) for m in encoder)
+        if prefix:
+            shared_layers = shared_layers or any(a.startswith(prefix) for a in shared_module_aliases(model_or_config))
+        embedding_factor_dim = embedding_factor_dim or getattr(get_module(model_or_config, arch.word_embeddings),
+                                                               "factor_dim", None)
     config = getattr(model_or_config, "config", model_or_config)
     arch = arch_of(config)
     vocab = getattr(config, "vocab_size", 0)
@@ -29,7 +44,7 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
         hidden = getattr(config, arch.cfg_hidden)
         return ModelShape(model_type=arch.model_type, is_transformer=False, layers=0, hidden=hidden, head_size=0,
                           heads=(), intermediate=(), vocab_size=vocab, compressed_linears=compressed_linears,
-                          factored_linears=factored_linears)
+                          factored_linears=factored_linears, embedding_factor_dim=embedding_factor_dim)
     layers = getattr(config, arch.cfg_layers)
     hidden = getattr(config, arch.cfg_hidden)
     heads_uniform = getattr(config, arch.cfg_heads)
@@ -41,6 +56,7 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
     return ModelShape(model_type=arch.model_type, is_transformer=True, layers=layers, hidden=hidden,
                       head_size=hidden // heads_uniform, heads=heads, intermediate=intermediate, vocab_size=vocab,
                       max_positions=positions, compressed_linears=compressed_linears, factored_linears=factored_linears,
+                      shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim,
                       uniform_layers=len(set(heads)) <= 1 and len(set(intermediate)) <= 1)
 
 
@@ -64,7 +80,19 @@ def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
         raise ModelLoadError(f"could not read the model config at {source}: {exc}") from None
     if config.model_type not in ARCHITECTURES:
         arch_of(config)  # raises the supported-types error
-    compressed_linears = factored_linears = False
+    compressed_linears = factored_linears = shared_layers = False
+    embedding_factor_dim = None
     if is_slimbert_artifact(source):
-        compressed_linears, factored_linears = manifest_flags(read_manifest(source).get("modules", {}))
-    return shape_of(config, compressed_linears=compressed_linears, factored_linears=factored_linears)
+        manifest = read_manifest(source)
+        arch = arch_of(config)
+        modules = manifest.get("modules", {})
+        prefix = f"{arch.layers}." if arch.layers else ""  # non-Transformer students: all their modules count
+        scoped = {p: e for p, e in modules.items() if p.startswith(prefix)}
+        compressed_linears, factored_linears = manifest_flags(scoped)
+        shared = manifest.get("shared_modules") or {}
+        shared_layers = bool(arch.layers) and any(str(a).startswith(prefix) for a in shared)
+        entry = modules.get(arch.word_embeddings)
+        if isinstance(entry, dict) and isinstance(entry.get("spec"), dict):
+            embedding_factor_dim = entry["spec"].get("factor_dim")
+    return shape_of(config, compressed_linears=compressed_linears, factored_linears=factored_linears,
+                    shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim)

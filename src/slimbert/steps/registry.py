@@ -14,6 +14,8 @@ Besides its config class, a method declares what the step machinery needs to kno
   follow quantization (``after_quantization``) may come after it;
 * ``after_factorization``: it works on a model whose encoder linears are low-rank factor pairs (it trains
   them, or quantizes the factors); other steps need plain linears and cannot follow a factorization;
+* ``after_sharing``: it keeps modules shared between layers shared (it trains them, or quantizes each shared
+  module once); steps that cut or rewrite layers one by one cannot follow cross-layer sharing;
 * ``fallback``: what ``on_exceed: fallback`` does when the step's accuracy gate fails: a function
   returning a milder config (the step is run again from its input model), ``"layers"`` (the method
   restores layers to higher precision itself), or None (no fallback: the gate can only fail the step).
@@ -59,6 +61,7 @@ class RegisteredMethod:
     quantizes: bool = False
     after_quantization: bool = False
     after_factorization: bool = False
+    after_sharing: bool = False
     fallback: "Fallback" = None
 
     @property
@@ -73,7 +76,7 @@ _METHODS: dict[str, RegisteredMethod] = {}
 def register_method(name: str, config_cls: type[MethodConfig], *, family: str, accepts_distill: bool = False,
                     default_distill: StepDistillation | None = None, quantizes: bool = False,
                     after_quantization: bool = False, after_factorization: bool = False,
-                    fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
+                    after_sharing: bool = False, fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply(bundle, cfg, ctx) -> bundle`` as the transform for recipe steps ``method: name``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown method family {family!r}; expected one of {FAMILIES}")
@@ -87,7 +90,8 @@ def register_method(name: str, config_cls: type[MethodConfig], *, family: str, a
         _METHODS[name] = RegisteredMethod(name=name, family=family, config_cls=config_cls, apply=fn,
                                           accepts_distill=accepts_distill, default_distill=default_distill,
                                           quantizes=quantizes, after_quantization=after_quantization,
-                                          after_factorization=after_factorization, fallback=fallback)
+                                          after_factorization=after_factorization, after_sharing=after_sharing,
+                                          fallback=fallback)
         return fn
 
     return decorator

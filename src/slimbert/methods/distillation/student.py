@@ -19,7 +19,7 @@ from slimbert.errors import ConfigError
 from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.layer_selection import LayerSelection, select_layers
-from slimbert.models.structure import arch_of, config_value, get_module
+from slimbert.models.structure import arch_of, config_value, get_module, set_module
 from slimbert.models.surgery import check_layer_indices, keep_layers
 from slimbert.steps.context import StepContext
 from slimbert.steps.registry import register_method
@@ -109,9 +109,9 @@ def transformer_from_config(teacher: ModelBundle, cfg: StudentConfig) -> ModelBu
 
 
 def _copy_embeddings(teacher: ModelBundle, model) -> None:
-    src = get_module(teacher.model, arch_of(teacher.model).embeddings)
-    dst = get_module(model, arch_of(model).embeddings)
-    dst.load_state_dict(src.state_dict())
+    """The teacher's embedding block, whatever its kind (plain, or ALBERT-factored word embeddings)."""
+    block = get_module(teacher.model, arch_of(teacher.model).embeddings)
+    set_module(model, arch_of(model).embeddings, copy.deepcopy(block))
 
 
 def non_transformer(teacher: ModelBundle, cfg: StudentConfig) -> ModelBundle:

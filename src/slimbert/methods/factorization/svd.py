@@ -51,6 +51,7 @@ from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import layer_views
 from slimbert.steps.context import StepContext
+from slimbert.steps.recovery import recover
 from slimbert.steps.registry import register_method
 from slimbert.steps.sampling import sample_batches
 from slimbert.training.config import TrainConfig
@@ -185,12 +186,7 @@ def apply_svd(bundle: ModelBundle, cfg: SvdConfig, ctx: StepContext) -> ModelBun
              + ", ".join(labels[:18]) + (" ..." if len(labels) > 18 else ""))
     if dense_left:
         ctx.note(f"left dense (a rank at break-even would not save weights): {', '.join(dense_left)}")
-    if cfg.train is not None:
-        # The factorization's own cost, before recovery (the figure FWSVD improves on): one evaluation pass.
-        ctx.note(f"before recovery: {ctx.data.evaluate(bundle.model, bundle.tokenizer)}")
-        result = ctx.train(bundle, cfg.train, name="svd", description=f"recovery after {what}")
-        if result.best_metrics:
-            ctx.note(f"recovery: {result.steps} steps; kept dev metrics {result.best_metrics}")
+    recover(bundle, ctx, cfg.train, "svd", f"recovery after {what}")
     ctx.claim("size", "disk", True, f"{what}: the factors hold {after / before:.0%} of their weights")
     ctx.claim("speed", "pytorch", True, "two smaller dense matrix products per factored linear")
     ctx.claim("speed", "onnxruntime", True, "two MatMuls per factored linear; attention fusion needs plain q/k/v "

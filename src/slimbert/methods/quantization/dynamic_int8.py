@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from slimbert.config import MethodConfig
 from slimbert.export.onnx import quiet_root_logging, register_onnx_transform
 from slimbert.methods.quantization.common.int8_modules import Int8DynamicLinear, Int8Embedding
@@ -40,20 +42,25 @@ def quantize_linears_dynamic(bundle: ModelBundle, per_channel: bool = True) -> i
     """Swap every encoder linear (q, k, v, attention output, FFN in/out; both factors of a low-rank pair) for
     an int8 one; return the count of encoder linears quantized."""
     count = 0
+    done: dict[int, nn.Module] = {}  # a module shared by several layers is quantized once and stays shared
     for view in layer_views(bundle.model):
         for role, linear in view.linears().items():
-            view.replace(role, replace_plain_linears(linear, lambda m: Int8DynamicLinear.from_float(m, per_channel)))
-            count += 1
+            if id(linear) not in done:
+                done[id(linear)] = replace_plain_linears(linear, lambda m: Int8DynamicLinear.from_float(m, per_channel))
+                count += 1
+            view.replace(role, done[id(linear)])
     return count
 
 
-@register_method("dynamic-int8", DynamicInt8Config, family="quantization", quantizes=True, after_factorization=True)
+@register_method("dynamic-int8", DynamicInt8Config, family="quantization", quantizes=True, after_factorization=True,
+                 after_sharing=True)
 def apply_dynamic_int8(bundle: ModelBundle, cfg: DynamicInt8Config, ctx: StepContext) -> ModelBundle:
     """Post-training dynamic int8 quantization of the encoder linears (and optionally the word embeddings)."""
     n = quantize_linears_dynamic(bundle, cfg.per_channel)
     if cfg.quantize_embeddings:
         path = bundle.arch.word_embeddings
-        set_module(bundle.model, path, Int8Embedding.from_float(get_module(bundle.model, path)))
+        set_module(bundle.model, path, replace_plain_linears(get_module(bundle.model, path), Int8Embedding.from_float,
+                                                             plain=nn.Embedding))
     bundle.onnx_transforms.append(
         {"name": ORT_DYNAMIC_INT8, "per_channel": cfg.per_channel, "quantize_embeddings": cfg.quantize_embeddings}
     )

@@ -101,7 +101,7 @@ def _teacher(cfg: DistillConfig, ctx: StepContext) -> ModelBundle:
     return load_model(cfg.teacher, ctx.task)
 
 
-@register_method("distill", DistillConfig, family="distillation", after_factorization=True)
+@register_method("distill", DistillConfig, family="distillation", after_factorization=True, after_sharing=True)
 def apply_distill(bundle: ModelBundle, cfg: DistillConfig, ctx: StepContext) -> ModelBundle:
     """Train the current model against a teacher with the configured losses and layer matches."""
     teacher = _teacher(cfg, ctx)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from slimbert.models.module_kinds import build_module, describe_module, is_compressed_module, register_module_kind
+from slimbert.models.module_kinds import FactoredComposite, register_module_kind
 
 
 def break_even_rank(out_features: int, in_features: int) -> float:
@@ -26,14 +26,14 @@ def break_even_rank(out_features: int, in_features: int) -> float:
 
 
 @register_module_kind
-class LowRankLinear(nn.Module):
+class LowRankLinear(FactoredComposite):
     """``y = up(down(x))``: ``down`` (in -> r, no bias) then ``up`` (r -> out, the original bias).
 
     x: (..., in) -> (..., r) -> (..., out).
     """
 
     kind: ClassVar[str] = "low-rank"
-    factored: ClassVar[bool] = True  # a composite of plain linears (see slimbert.models.module_kinds)
+    parts: ClassVar[tuple[str, ...]] = ("down", "up")  # plain linears: later steps may quantize them
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
         super().__init__()
@@ -59,23 +59,11 @@ class LowRankLinear(nn.Module):
     def spec(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "rank": self.rank,
                 "bias": getattr(self.up, "bias", None) is not None,
-                "factors": {"down": describe_module(self.down), "up": describe_module(self.up)}}
+                "factors": self.factor_specs()}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "LowRankLinear":
-        module = cls(spec["in_features"], spec["out_features"], spec["rank"], spec["bias"])
-        for name, entry in (spec.get("factors") or {}).items():
-            if name not in ("down", "up") or not isinstance(entry, dict):
-                raise ValueError(f"low-rank factor {name!r}: expected 'down' or 'up' with a kind and spec")
-            setattr(module, name, build_module(entry["kind"], entry["spec"]))
-        return module
-
-    def to_float(self) -> "LowRankLinear":
-        """The same factors in float (quantized factors dequantized); still two MatMuls in the exported graph."""
-        for name, child in list(self.named_children()):
-            if is_compressed_module(child):
-                setattr(self, name, child.to_float())
-        return self
+        return cls(spec["in_features"], spec["out_features"], spec["rank"], spec["bias"]).restore_parts(spec)
 
     def dense_weight(self) -> torch.Tensor:
         """B @ A (out, in) of float factors: the matrix this layer stands for."""

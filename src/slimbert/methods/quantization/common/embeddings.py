@@ -6,7 +6,8 @@ encoder with an fp32 table is still large on disk. 8 bits reuse
 fewer bits store a :class:`~slimbert.methods.quantization.common.packed.PackedEmbedding`. Methods that
 train wrap the table in a :class:`~slimbert.methods.quantization.common.fake_quant.FakeQuantEmbedding`
 (quantization-aware, row-wise) and bake it afterwards; the others quantize it post-training.
-Position and token-type embeddings (under 1% of the weights) stay fp32.
+Position and token-type embeddings (under 1% of the weights) stay fp32. Factored word embeddings
+(ALBERT's V x E lookup + E x d projection) have their lookup table quantized; the projection stays fp32.
 """
 
 from __future__ import annotations
@@ -18,7 +19,21 @@ from slimbert.methods.quantization.common.fake_quant import FakeQuantEmbedding, 
 from slimbert.methods.quantization.common.int8_modules import Int8Embedding
 from slimbert.methods.quantization.common.packed import PackedEmbedding
 from slimbert.models.bundle import ModelBundle
+from slimbert.models.module_kinds import is_factored_module
 from slimbert.models.structure import get_module, set_module
+
+
+def word_table_path(bundle: ModelBundle) -> str:
+    """Path of the word-embedding table to quantize: the embeddings themselves, or the lookup table (the one
+    ``nn.Embedding`` part) of factored embeddings."""
+    path = bundle.arch.word_embeddings
+    module = get_module(bundle.model, path)
+    if is_factored_module(module):
+        tables = [name for name, child in module.named_children()
+                  if isinstance(child, (nn.Embedding, FakeQuantEmbedding))]
+        if len(tables) == 1:
+            return f"{path}.{tables[0]}"
+    return path
 
 
 def embedding_from_codes(embedding: nn.Embedding, codes: torch.Tensor, scales: torch.Tensor, bits: int) -> nn.Module:
@@ -39,7 +54,7 @@ def quantize_word_embeddings(bundle: ModelBundle, bits: int | None,
     """Post-training: replace the word embeddings by an int8/packed table; return what was done."""
     if bits is None:
         return None
-    path = bundle.arch.word_embeddings
+    path = word_table_path(bundle)
     embedding = get_module(bundle.model, path)
     quantizer = quantizer or UniformWeightQuantizer(bits, row_block=1)
     codes, scales = quantizer.quantize(embedding.weight)
@@ -52,7 +67,7 @@ def wrap_word_embeddings(bundle: ModelBundle, bits: int | None,
     """Training: fake-quantize the word embeddings (row-wise) so the model learns around them."""
     if bits is None:
         return None
-    path = bundle.arch.word_embeddings
+    path = word_table_path(bundle)
     wrapper = FakeQuantEmbedding(get_module(bundle.model, path), quantizer or UniformWeightQuantizer(bits, row_block=1))
     set_module(bundle.model, path, wrapper)
     return wrapper
@@ -62,6 +77,6 @@ def bake_word_embeddings(bundle: ModelBundle, wrapper: FakeQuantEmbedding | None
     """Replace a :func:`wrap_word_embeddings` wrapper by the stored int8/packed table."""
     if wrapper is None:
         return None
-    path = bundle.arch.word_embeddings
+    path = word_table_path(bundle)
     set_module(bundle.model, path, wrapper.embedding)
     return quantize_word_embeddings(bundle, wrapper.weight_quantizer.bits, wrapper.weight_quantizer)
