@@ -59,6 +59,7 @@ MATRIX: dict[str, dict] = {
     "distill": {"preset": "last", "train": QUICK},
     "albert-embeddings": {"factor_dim": 8, "distill": DISTIL, "train": QUICK},
     "share-layers": {"group_size": 2, "distill": DISTIL, "train": QUICK},
+    "vocab-trim": {},
     "svd": {"keep_ratio": 0.5, "weighting": "fisher", "fisher_samples": 8, "distill": DISTIL, "train": QUICK},
 }
 

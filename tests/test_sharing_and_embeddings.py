@@ -146,3 +146,51 @@ def test_a_damaged_shared_modules_entry_is_a_clean_error(tiny_bert_dir, tmp_path
     (tmp_path / "a" / "slimbert.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="cannot share module"):
         load_compressed(tmp_path / "a")
+
+
+def test_vocab_trim_keeps_logits_on_kept_text_and_maps_the_rest_to_unk(tiny_bert_dir, task_data, tmp_path):
+    from slimbert.methods.embedding_compression.common.trimmed_embedding import TrimmedEmbedding
+
+    bundle = load_model(tiny_bert_dir, task_data.task)
+    out, ctx = run_steps(bundle.clone(), [{"method": "vocab-trim"}], task_data, tmp_path)
+    emb = get_module(out.model, out.arch.word_embeddings)
+    assert isinstance(emb, TrimmedEmbedding) and emb.kept < emb.num_embeddings
+    assert any("coverage" in n for n in ctx.notes)
+    tok = bundle.tokenizer
+    train_ids = {i for ids in task_data.train_set(tok).features["input_ids"] for i in ids}
+    kept_text = tok.decode(sorted(train_ids - set(tok.all_special_ids))[:6])
+    batch = tok([kept_text], return_tensors="pt")
+    assert set(batch["input_ids"][0].tolist()) <= train_ids | set(tok.all_special_ids)
+    np.testing.assert_allclose(_logits(out.model, dict(batch)), _logits(bundle.model, dict(batch)), atol=1e-6)
+    # A piece never seen in training reads the [UNK] row.
+    unseen = sorted(set(range(emb.num_embeddings)) - train_ids - set(tok.all_special_ids))[0]
+    ids = torch.tensor([[tok.cls_token_id, unseen, tok.sep_token_id]])
+    unk = torch.tensor([[tok.cls_token_id, tok.unk_token_id, tok.sep_token_id]])
+    torch.testing.assert_close(emb(ids), emb(unk))
+    save_compressed(out, tmp_path / "artifact")
+    reloaded = load_compressed(tmp_path / "artifact")
+    assert shape_of_spec(tmp_path / "artifact").embedding_rows == emb.kept
+    assert torch.equal(get_module(reloaded.model, reloaded.arch.word_embeddings).remap, emb.remap)
+    assert (tmp_path / "artifact" / WEIGHTS_NAME).stat().st_size < (
+        4 * (emb.num_embeddings - emb.kept) * emb.embedding_dim * 0.5 + 4 * count_parameters(bundle.model)["total"])
+
+
+def test_vocab_trim_adds_a_corpus_and_refuses_a_run_without_training_data(tiny_bert_dir, tiny_glue, task_data,
+                                                                          tmp_path):
+    from slimbert.errors import DataError
+
+    bundle = load_model(tiny_bert_dir, task_data.task)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("zzz qqq xxx\nzzz qqq\nzzz\n")
+    plain, _ = run_steps(bundle.clone(), [{"method": "vocab-trim"}], task_data, tmp_path / "a")
+    wider, _ = run_steps(bundle.clone(), [{"method": "vocab-trim", "corpus": str(corpus), "corpus_top": 3}],
+                         task_data, tmp_path / "b")
+    kept = [get_module(m.model, m.arch.word_embeddings).kept for m in (plain, wider)]
+    assert kept[0] < kept[1]
+    empty = TaskDataset(get_task("sst2"), RunSettings(data_dir=str(tiny_glue), max_train_samples=0,
+                                                      max_eval_samples=8))
+    with pytest.raises((DataError, ConfigError), match="training"):
+        run_steps(bundle.clone(), [{"method": "vocab-trim"}], empty, tmp_path / "c")
+    with pytest.raises(ConfigError, match="is not a file"):
+        Recipe.from_dict({"name": "bad", "steps": [{"method": "vocab-trim", "corpus": str(tmp_path / "none.txt"),
+                                                     "corpus_top": 5}]})

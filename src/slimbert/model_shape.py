@@ -34,6 +34,7 @@ class ModelShape:
     factored_linears: bool = False  # some encoder linears are low-rank factor pairs (float, but not one matrix)
     shared_layers: bool = False  # some encoder layers share modules (ALBERT-style cross-layer sharing)
     embedding_factor_dim: int | None = None  # E of ALBERT-factored word embeddings (V x E then E x d); None: V x d
+    embedding_rows: int | None = None  # rows kept by vocabulary trimming; None: untrimmed
 
     @property
     def total_heads(self) -> int:

@@ -7,7 +7,14 @@ layer ask the complete catalogue.
 """
 
 # Importing the families registers the built-in methods.
-from slimbert.methods import distillation, factorization, parameter_sharing, pruning, quantization  # noqa: F401
+from slimbert.methods import (  # noqa: F401
+    distillation,
+    embedding_compression,
+    factorization,
+    parameter_sharing,
+    pruning,
+    quantization,
+)
 from slimbert.steps.registry import RegisteredMethod, available_methods, get_method, method_for_config
 
 __all__ = ["RegisteredMethod", "available_methods", "get_method", "method_for_config"]

@@ -19,12 +19,13 @@ from slimbert.models.surgery import LAYER_HEADS_KEY, LAYER_INTERMEDIATE_KEY
 
 
 def shape_of(model_or_config, compressed_linears: bool = False, factored_linears: bool = False,
-             shared_layers: bool = False, embedding_factor_dim: int | None = None) -> ModelShape:
+             shared_layers: bool = False, embedding_factor_dim: int | None = None,
+             embedding_rows: int | None = None) -> ModelShape:
     """The shape of a model (or its Hugging Face config); per-layer head counts and FFN widths come from
     what head/neuron pruning recorded in the config, else the uniform sizes. For a model (not a config), the
     flags are read from its encoder layers: compressed module kinds (int8, packed, sparse storage) mark
     ``compressed_linears``; low-rank factors, ``factored_linears``; modules shared between layers,
-    ``shared_layers``; and factored word embeddings give ``embedding_factor_dim``."""
+    ``shared_layers``; factored word embeddings give ``embedding_factor_dim``, trimmed ones ``embedding_rows``."""
     if isinstance(model_or_config, nn.Module):
         arch = arch_of(model_or_config)
         prefix = f"{arch.layers}." if arch.layers else None
@@ -35,8 +36,9 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
         factored_linears = factored_linears or any(is_factored_module(m) for m in encoder)
         if prefix:
             shared_layers = shared_layers or any(a.startswith(prefix) for a in shared_module_aliases(model_or_config))
-        embedding_factor_dim = embedding_factor_dim or getattr(get_module(model_or_config, arch.word_embeddings),
-                                                               "factor_dim", None)
+        words = get_module(model_or_config, arch.word_embeddings)
+        embedding_factor_dim = embedding_factor_dim or getattr(words, "factor_dim", None)
+        embedding_rows = embedding_rows or getattr(words, "kept", None)
     config = getattr(model_or_config, "config", model_or_config)
     arch = arch_of(config)
     vocab = getattr(config, "vocab_size", 0)
@@ -44,7 +46,8 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
         hidden = getattr(config, arch.cfg_hidden)
         return ModelShape(model_type=arch.model_type, is_transformer=False, layers=0, hidden=hidden, head_size=0,
                           heads=(), intermediate=(), vocab_size=vocab, compressed_linears=compressed_linears,
-                          factored_linears=factored_linears, embedding_factor_dim=embedding_factor_dim)
+                          factored_linears=factored_linears, embedding_factor_dim=embedding_factor_dim,
+                          embedding_rows=embedding_rows)
     layers = getattr(config, arch.cfg_layers)
     hidden = getattr(config, arch.cfg_hidden)
     heads_uniform = getattr(config, arch.cfg_heads)
@@ -57,6 +60,7 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
                       head_size=hidden // heads_uniform, heads=heads, intermediate=intermediate, vocab_size=vocab,
                       max_positions=positions, compressed_linears=compressed_linears, factored_linears=factored_linears,
                       shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim,
+                      embedding_rows=embedding_rows,
                       uniform_layers=len(set(heads)) <= 1 and len(set(intermediate)) <= 1)
 
 
@@ -81,7 +85,7 @@ def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
     if config.model_type not in ARCHITECTURES:
         arch_of(config)  # raises the supported-types error
     compressed_linears = factored_linears = shared_layers = False
-    embedding_factor_dim = None
+    embedding_factor_dim = embedding_rows = None
     if is_slimbert_artifact(source):
         manifest = read_manifest(source)
         arch = arch_of(config)
@@ -93,6 +97,7 @@ def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
         shared_layers = bool(arch.layers) and any(str(a).startswith(prefix) for a in shared)
         entry = modules.get(arch.word_embeddings)
         if isinstance(entry, dict) and isinstance(entry.get("spec"), dict):
-            embedding_factor_dim = entry["spec"].get("factor_dim")
+            embedding_factor_dim, embedding_rows = entry["spec"].get("factor_dim"), entry["spec"].get("kept")
     return shape_of(config, compressed_linears=compressed_linears, factored_linears=factored_linears,
-                    shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim)
+                    shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim,
+                    embedding_rows=embedding_rows)

@@ -45,6 +45,7 @@ FAMILIES = (
     "factorization",
     "dynamic-inference",
     "parameter-sharing",
+    "embedding-compression",
 )
 
 

@@ -44,6 +44,8 @@ class AlbertEmbeddingsConfig(MethodConfig):
     def plan(self, model: ModelShape, teacher: ModelShape) -> ModelShape:
         if model.embedding_factor_dim is not None:
             raise ConfigError(f"the word embeddings are already factored (E = {model.embedding_factor_dim})")
+        if model.embedding_rows is not None:
+            raise ConfigError("the word embeddings are already trimmed; put albert-embeddings before vocab-trim")
         if self.factor_dim >= model.hidden:
             raise ConfigError(f"factor_dim (E) {self.factor_dim} must be below the model width {model.hidden}: "
                               "V x E + E x d saves nothing otherwise")
