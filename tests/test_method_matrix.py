@@ -60,6 +60,7 @@ MATRIX: dict[str, dict] = {
     "albert-embeddings": {"factor_dim": 8, "distill": DISTIL, "train": QUICK},
     "share-layers": {"group_size": 2, "distill": DISTIL, "train": QUICK},
     "vocab-trim": {},
+    "embedding-codebook": {"subspaces": 4, "centroids": 16, "iterations": 3, "distill": DISTIL, "train": QUICK},
     "svd": {"keep_ratio": 0.5, "weighting": "fisher", "fisher_samples": 8, "distill": DISTIL, "train": QUICK},
 }
 

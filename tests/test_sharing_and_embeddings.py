@@ -194,3 +194,42 @@ def test_vocab_trim_adds_a_corpus_and_refuses_a_run_without_training_data(tiny_b
     with pytest.raises(ConfigError, match="is not a file"):
         Recipe.from_dict({"name": "bad", "steps": [{"method": "vocab-trim", "corpus": str(tmp_path / "none.txt"),
                                                      "corpus_top": 5}]})
+
+
+def test_kmeans_finds_separated_clusters():
+    from slimbert.methods.embedding_compression.common.codebook_embedding import kmeans
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = torch.cat([c + 0.1 * torch.randn(50, 2, generator=gen) for c in centres])
+    found, assign = kmeans(points, 3, iterations=10, seed=0)
+    matched = torch.cdist(centres, found).min(dim=1).values
+    assert float(matched.max()) < 0.1
+    assert len(set(assign[:50].tolist())) == 1 and len(set(assign.tolist())) == 3
+
+
+def test_embedding_codebook_decodes_exactly_with_enough_centroids_and_stays_small_in_onnx(tiny_bert_dir, task_data,
+                                                                                         tmp_path):
+    from slimbert.methods.embedding_compression.common.codebook_embedding import CodebookEmbedding
+
+    bundle = load_model(tiny_bert_dir, task_data.task)
+    table = get_module(bundle.model, bundle.arch.word_embeddings)
+    exact = CodebookEmbedding.from_embedding(table, subspaces=4, centroids=table.num_embeddings, iterations=2)
+    torch.testing.assert_close(exact.weight, table.weight, atol=1e-6, rtol=0)  # each row its own centroid
+
+    out, ctx = run_steps(bundle.clone(), [{"method": "embedding-codebook", "subspaces": 4, "centroids": 16,
+                                           "iterations": 5}], task_data, tmp_path)
+    coded = get_module(out.model, out.arch.word_embeddings)
+    assert isinstance(coded, CodebookEmbedding) and coded.codes.dtype == torch.uint8
+    assert any("reconstruction error" in n for n in ctx.notes)
+    save_compressed(out, tmp_path / "artifact")
+    reloaded = load_compressed(tmp_path / "artifact")
+    batch = sample_batch(out)
+    ours = _logits(reloaded.model, batch)
+    np.testing.assert_allclose(ours, _logits(out.model, batch), atol=1e-5)
+    exported = export_onnx(reloaded, tmp_path / "model.onnx")
+    np.testing.assert_allclose(onnx_logits(onnx_session(exported.path), batch), ours, atol=1e-4)
+    import onnx
+
+    initializers = onnx.load(str(exported.path)).graph.initializer
+    assert not any(tuple(i.dims) == (table.num_embeddings, table.embedding_dim) for i in initializers)

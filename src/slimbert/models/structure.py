@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from slimbert.errors import ModelLoadError
+from slimbert.errors import ConfigError, ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -257,6 +257,16 @@ def layer_views(model: nn.Module) -> list[LayerView]:
 
 def embedding_module(model: nn.Module) -> nn.Module:
     return get_module(model, arch_of(model).embeddings)
+
+
+def plain_word_table(model: nn.Module, method: str) -> nn.Embedding:
+    """The word-embedding table, which ``method`` needs as a plain ``nn.Embedding`` (ConfigError otherwise)."""
+    path = arch_of(model).word_embeddings
+    table = get_module(model, path)
+    if type(table) is not nn.Embedding:
+        raise ConfigError(f"{method}: {path} is a {type(table).__name__}, not a plain embedding table; put {method} "
+                          "before steps that quantize, factor, trim or code the embeddings")
+    return table
 
 
 def head_modules(model: nn.Module) -> dict[str, nn.Module]:

@@ -21,14 +21,12 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from torch import nn
-
 from slimbert.config import MethodConfig
 from slimbert.errors import ConfigError, DataError
 from slimbert.methods.embedding_compression.common.trimmed_embedding import TrimmedEmbedding
 from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
-from slimbert.models.structure import get_module, set_module
+from slimbert.models.structure import plain_word_table, set_module
 from slimbert.steps.context import StepContext
 from slimbert.steps.registry import register_method
 
@@ -71,10 +69,7 @@ def apply_vocab_trim(bundle: ModelBundle, cfg: VocabTrimConfig, ctx: StepContext
     if tokenizer.unk_token_id is None:
         raise ConfigError("vocab-trim maps pieces outside the kept set to [UNK], and this tokenizer has no unk token")
     path = bundle.arch.word_embeddings
-    table = get_module(bundle.model, path)
-    if type(table) is not nn.Embedding:
-        raise ConfigError(f"vocab-trim: {path} is a {type(table).__name__}, not a plain embedding table; put "
-                          "vocab-trim before steps that quantize, factor or trim the embeddings")
+    table = plain_word_table(bundle.model, "vocab-trim")
     if not ctx.data.train_examples():
         raise DataError("vocab-trim keeps the word pieces of the training data, and this run has no training "
                         "examples; check the task's train split (or max_train_samples)")

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from torch import nn
-
 from slimbert.config import MethodConfig
 from slimbert.errors import ConfigError
 from slimbert.methods.factorization.common.factored_embedding import FactoredEmbedding
 from slimbert.model_shape import ModelShape
 from slimbert.models.bundle import ModelBundle
-from slimbert.models.structure import get_module, set_module
+from slimbert.models.structure import plain_word_table, set_module
 from slimbert.steps.context import StepContext
 from slimbert.steps.recovery import recover
 from slimbert.steps.registry import register_method
@@ -61,10 +59,7 @@ def fallback(cfg: AlbertEmbeddingsConfig) -> AlbertEmbeddingsConfig:
 def apply_albert_embeddings(bundle: ModelBundle, cfg: AlbertEmbeddingsConfig, ctx: StepContext) -> ModelBundle:
     """ALBERT's factorized embeddings (V x E, E x d) from the table's truncated SVD, then recovery."""
     path = bundle.arch.word_embeddings
-    table = get_module(bundle.model, path)
-    if type(table) is not nn.Embedding:
-        raise ConfigError(f"albert-embeddings: {path} is a {type(table).__name__}, not a plain embedding table; put "
-                          "albert-embeddings before steps that quantize or factor the embeddings")
+    table = plain_word_table(bundle.model, "albert-embeddings")
     if cfg.factor_dim >= table.embedding_dim:
         raise ConfigError(f"factor_dim (E) {cfg.factor_dim} must be below the width {table.embedding_dim}")
     factored = FactoredEmbedding.from_embedding(table, cfg.factor_dim)
