@@ -233,3 +233,15 @@ def test_embedding_codebook_decodes_exactly_with_enough_centroids_and_stays_smal
 
     initializers = onnx.load(str(exported.path)).graph.initializer
     assert not any(tuple(i.dims) == (table.num_embeddings, table.embedding_dim) for i in initializers)
+
+
+def test_vocab_trim_may_follow_int8_of_the_encoder(tiny_bert_dir, task_data, tmp_path):
+    bundle = load_model(tiny_bert_dir, task_data.task)
+    out, _ = run_steps(bundle.clone(), [{"method": "dynamic-int8"}, {"method": "vocab-trim"}], task_data, tmp_path)
+    save_compressed(out, tmp_path / "artifact")
+    reloaded = load_compressed(tmp_path / "artifact")
+    batch = sample_batch(out)
+    np.testing.assert_allclose(_logits(reloaded.model, batch), _logits(out.model, batch), atol=1e-5)
+    with pytest.raises(ConfigError, match="plain embedding table"):
+        run_steps(bundle.clone(), [{"method": "dynamic-int8", "quantize_embeddings": True}, {"method": "vocab-trim"}],
+                  task_data, tmp_path / "b")

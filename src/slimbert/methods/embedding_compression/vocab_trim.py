@@ -12,6 +12,9 @@ The report notes the coverage of the dev set (the share of its word pieces, and 
 inside the kept set), measured, not used to choose. The artifact's manifest records where the
 vocabulary came from (``vocabulary`` in the step's history).
 
+It touches only the embedding table, so it may follow quantization of the encoder (e.g. on a finished
+int8 artifact), as long as the table itself is still plain.
+
 No accuracy-gate fallback: the kept set is what the data uses; add a ``corpus`` to widen it.
 """
 
@@ -61,8 +64,8 @@ def corpus_pieces(tokenizer, path: str, top: int) -> list[int]:
     return [i for i, _ in counts.most_common(top)]
 
 
-@register_method("vocab-trim", VocabTrimConfig, family="embedding-compression", after_factorization=True,
-                 after_sharing=True)
+@register_method("vocab-trim", VocabTrimConfig, family="embedding-compression", after_quantization=True,
+                 after_factorization=True, after_sharing=True)
 def apply_vocab_trim(bundle: ModelBundle, cfg: VocabTrimConfig, ctx: StepContext) -> ModelBundle:
     """Vocabulary trimming: keep the word pieces of the task's training data; the others read [UNK]."""
     tokenizer = bundle.tokenizer
