@@ -73,5 +73,5 @@ def test_shipped_overrides_apply(path, monkeypatch):
     for method, fields in exp.recipe_overrides.items():
         step = next(s for s in recipe.steps if s.method == method)
         for name, value in fields.items():
-            if not isinstance(value, dict):
-                assert getattr(step.config, name) == value
+            if not isinstance(value, dict):  # (YAML lists become tuples in frozen configs)
+                assert getattr(step.config, name) == (tuple(value) if isinstance(value, list) else value)
