@@ -162,11 +162,14 @@ def apply_svd(bundle: ModelBundle, cfg: SvdConfig, ctx: StepContext) -> ModelBun
         weights = {n: column_weights(s) for n, s in sums.items()}
     input_weights = {n: weights.get(n) if cfg.weighting == "fisher" else None for n in linears}
     spectra = []
+    decompositions = {}  # the factors' own SVD, reused by factorize() when the spectrum came from it
     for name, (_, _, linear) in linears.items():
         # Allocation by sensitivity reads the Fisher-weighted spectrum even when the factors are unweighted.
         spectrum_weights = weights.get(name) if cfg.allocation == "sensitivity" else input_weights[name]
-        _, s, _ = weighted_svd(linear.weight, spectrum_weights)
-        spectra.append(Spectrum(name, linear.out_features, linear.in_features, s.double().pow(2).cpu()))
+        decomposition = weighted_svd(linear.weight, spectrum_weights)
+        if spectrum_weights is input_weights[name]:
+            decompositions[name] = decomposition
+        spectra.append(Spectrum(name, linear.out_features, linear.in_features, decomposition[1].double().pow(2).cpu()))
     ranks = choose_ranks(cfg, spectra)
     before = after = 0
     dense_left = []
@@ -176,7 +179,7 @@ def apply_svd(bundle: ModelBundle, cfg: SvdConfig, ctx: StepContext) -> ModelBun
             dense_left.append(name)
             after += linear.weight.numel()
             continue
-        view.replace(role, factorize(linear, ranks[name], input_weights[name]))
+        view.replace(role, factorize(linear, ranks[name], input_weights[name], decompositions.get(name)))
         after += ranks[name] * (linear.in_features + linear.out_features)
     factored = len(linears) - len(dense_left)
     what = f"{'FWSVD' if cfg.weighting == 'fisher' else 'SVD'}: {factored} of {len(linears)} linears factored"

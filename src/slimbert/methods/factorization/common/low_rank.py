@@ -90,9 +90,11 @@ def weighted_svd(weight: torch.Tensor, input_weights: torch.Tensor | None = None
     return u, s, vh / scale[None, :]
 
 
-def factorize(linear: nn.Linear, rank: int, input_weights: torch.Tensor | None = None) -> LowRankLinear:
-    """The rank-``rank`` factors of ``linear`` (weighted by ``input_weights`` (in,) when given)."""
-    u, s, vh = weighted_svd(linear.weight, input_weights)
+def factorize(linear: nn.Linear, rank: int, input_weights: torch.Tensor | None = None,
+              decomposition: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> LowRankLinear:
+    """The rank-``rank`` factors of ``linear`` (weighted by ``input_weights`` (in,) when given); pass the
+    :func:`weighted_svd` of the same weights as ``decomposition`` to skip computing it again."""
+    u, s, vh = decomposition if decomposition is not None else weighted_svd(linear.weight, input_weights)
     up = (u[:, :rank] * s[:rank]).to(linear.weight.dtype)  # B (out, r): singular values folded into B
     down = vh[:rank].to(linear.weight.dtype)  # A (r, in)
     return LowRankLinear.from_factors(up, down, None if linear.bias is None else linear.bias.detach())
