@@ -62,6 +62,8 @@ MATRIX: dict[str, dict] = {
     "vocab-trim": {},
     "embedding-codebook": {"subspaces": 4, "centroids": 16, "iterations": 3, "distill": DISTIL, "train": QUICK},
     "svd": {"keep_ratio": 0.5, "weighting": "fisher", "fisher_samples": 8, "distill": DISTIL, "train": QUICK},
+    "early-exit": {"training": "joint", "criterion": "entropy", "threshold": 0.5, "train": QUICK},
+    "token-dropping": {"final_retention": 0.5},
 }
 
 
@@ -139,10 +141,17 @@ def test_method_invariants(method, arch, baselines, task_data, tmp_path):
 
     exports = export_runtimes(reloaded, artifact, task_data)
     spread = max(float(np.abs(ours).max()), 1.0)
+    # What the artifact serves on PyTorch (through the adaptive runner for early exit / token dropping).
+    served = open_session(reloaded, None, "pytorch").logits(batch)
+    adaptive = bool(reloaded.adaptive)
     # Float graphs match the PyTorch artifact exactly; int8 graphs (the runtime's own activation scales) closely.
     for runtime, exported in (("onnxruntime", exports.onnx), ("openvino", exports.openvino)):
+        if adaptive and runtime == "openvino":  # the runner drives ONNX Runtime segments; OpenVINO is refused
+            assert exported is None and any("OpenVINO: not converted" in n for n in exports.notes)
+            continue
         assert exported is not None, exports.notes
         got = open_session(reloaded, artifact, runtime).logits(batch)
+        ours = served
         # OpenVINO's int8 is NNCF's own post-training scheme (calibrated on 32 tiny examples), not the artifact's:
         # close in kind, not in detail.
         tolerance = 1e-3 if not computes_in_int8(reloaded) else 0.1 if runtime == "onnxruntime" else 0.5

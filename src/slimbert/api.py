@@ -19,6 +19,7 @@ from slimbert.config import MethodConfig
 from slimbert.data.tasks import get_task
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import OnnxExport, computes_in_int8, export_onnx
+from slimbert.export.onnx_segments import SegmentsExport, export_segments
 from slimbert.export.openvino import OPENVINO_DIR, OpenVinoExport, export_openvino
 from slimbert.export.runtimes import open_session
 from slimbert.measure.flops import flops_per_example
@@ -34,6 +35,7 @@ from slimbert.measure.latency import (
 from slimbert.measure.peak import gemm_peaks
 from slimbert.measure.size import MB, count_parameters, file_size, weight_bytes
 from slimbert.methods import get_method
+from slimbert.models.adaptive.runner import AdaptiveSettings
 from slimbert.models.artifact import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -186,6 +188,8 @@ def export_runtimes(bundle: ModelBundle, directory: Path, data: TaskDataset) -> 
     """Export ``bundle`` for ONNX Runtime and OpenVINO into ``directory``; a kind that cannot convert is noted
     with the reason (the PyTorch artifact still stands)."""
     exports = Exports()
+    if AdaptiveSettings.from_dict(bundle.adaptive).active:
+        return _export_adaptive(bundle, directory)
     try:
         exports.onnx = export_onnx(bundle, directory / ONNX_NAME)
         exports.notes += exports.onnx.notes
@@ -196,6 +200,23 @@ def export_runtimes(bundle: ModelBundle, directory: Path, data: TaskDataset) -> 
         exports.notes += exports.openvino.notes
     except Exception as exc:  # OpenVINO may not read every graph
         exports.notes.append(f"OpenVINO conversion failed ({type(exc).__name__}: {exc}); no OpenVINO artifact")
+    return exports
+
+
+def _export_adaptive(bundle: ModelBundle, directory: Path) -> Exports:
+    """An adaptive model (early exit, token dropping) on ONNX Runtime: its segments, driven by the runner."""
+    exports = Exports(notes=["OpenVINO: not converted (an adaptive model's runner drives ONNX Runtime segments; "
+                             "a single OpenVINO graph cannot let examples leave the batch)"])
+    try:
+        exports.onnx = export_segments(bundle, directory)
+        exports.notes += exports.onnx.notes
+    except Exception as exc:  # an exotic module may not export
+        exports.notes.append(f"ONNX segment export failed ({type(exc).__name__}: {exc}); no ONNX Runtime artifact")
+        return exports
+    try:  # the fused full-depth graph too: the static reference `slimbert bench adaptive` compares with
+        export_onnx(bundle, directory / ONNX_NAME)
+    except Exception as exc:
+        exports.notes.append(f"the static full-depth ONNX graph did not export ({type(exc).__name__}: {exc})")
     return exports
 
 
@@ -224,7 +245,8 @@ def describe(bundle: ModelBundle, artifact_dir: Path | None, exports: Exports, d
         weights_mb=stored["total"] / MB,
         params=ParamCounts(**count_parameters(bundle.model)),
         flops=flops_per_example(bundle.model, FLOPS_SEQ_LEN),
-        size_mb_onnx=file_size(onnx.path) / MB if onnx is not None else None,
+        size_mb_onnx=(sum(file_size(p) for p in onnx.path.parent.glob("*.onnx")) if isinstance(onnx, SegmentsExport)
+                      else file_size(onnx.path)) / MB if onnx is not None else None,
         onnx=OnnxInfo(fused_ops=onnx.fused_ops, transforms=tuple(onnx.transforms),
                       max_abs_logit_diff_vs_float=onnx.max_abs_diff, notes=tuple(onnx.notes)) if onnx else None,
         metrics_onnx=evaluations["onnxruntime"].metrics if "onnxruntime" in evaluations else None,
@@ -240,7 +262,8 @@ def describe(bundle: ModelBundle, artifact_dir: Path | None, exports: Exports, d
 
 def _session_for(bundle: ModelBundle, exported: OnnxExport | OpenVinoExport, runtime: str):
     """A session on the exported file (its directory: the ONNX file's, or the IR's parent's parent)."""
-    directory = exported.path.parent if runtime == "onnxruntime" else exported.path.parent.parent
+    directory = exported.path.parent.parent if runtime == "openvino" or isinstance(exported, SegmentsExport) \
+        else exported.path.parent
     return open_session(bundle, directory, runtime)
 
 
@@ -423,8 +446,13 @@ def _compress_locked(baseline: ModelBundle, start: ModelBundle | None, recipe: R
             vocab = baseline.model.config.vocab_size
 
             def target(name, bundle, exports):
-                return LatencyTarget(name, bundle.model, str(exports.onnx.path) if exports.onnx else None, names, vocab,
+                onnx = exports.onnx if isinstance(exports.onnx, OnnxExport) else None  # segments: timed elsewhere
+                return LatencyTarget(name, bundle.model, str(onnx.path) if onnx else None, names, vocab,
                                      str(exports.openvino.path) if exports.openvino else None)
+
+            if AdaptiveSettings.from_dict(reloaded.adaptive).active:
+                notes.append("latency here is the full-depth static path on random tokens (exits and dropping depend "
+                             "on the input); the adaptive speed on real sentences: `slimbert bench adaptive`")
 
             timings = measure_latency([target("baseline", baseline, base_exports),
                                        target("compressed", reloaded, comp_exports)],

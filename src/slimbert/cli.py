@@ -417,15 +417,60 @@ def bench_peers(
             raise SlimbertError(f"--artifact {path} is not a slimbert artifact (no slimbert.json)")
     record = run_peers(model, task, list(artifact or []), data_dir=data_dir, threads=threads, budget_s=budget,
                        natural_examples=natural_examples, log=err.print)
-    record["command"] = "slimbert bench peers " + " ".join(sys.argv[3:])
+    _emit_record(record, "peers", out, json_out, save_record, plot_peers, peers_table)
+
+
+def _emit_record(record: dict, subcommand: str, out: Path | None, json_out: bool, save, plot, table) -> None:
+    """A bench record: its command noted, saved as JSON with its plot beside it, printed as JSON or a table."""
+    record["command"] = f"slimbert bench {subcommand} " + " ".join(sys.argv[3:])
     if out is not None:
-        save_record(record, out)
-        plot_peers(record, out.with_suffix(".png"))
+        save(record, out)
+        plot(record, out.with_suffix(".png"))
         err.print(f"wrote {out} and {out.with_suffix('.png')}")
     if json_out:
         console.print_json(json.dumps(record))
     else:
-        print(peers_table(record))
+        print(table(record))
+
+
+@bench_app.command("adaptive")
+def bench_adaptive(
+    model: ModelOpt, task: TaskOpt,
+    exit_sweep: Annotated[Optional[list[str]], typer.Option("--exit", help="Exit criteria to sweep, e.g. entropy:0.05,0.1 or patience:1,2 (repeat).")] = None,
+    retention: Annotated[Optional[list[str]], typer.Option("--retention", help="A retention schedule to try, e.g. 0.9,0.8,0.7,0.6,0.5 (repeat).")] = None,
+    data_dir: DataDirOpt = None,
+    threads: Annotated[int, typer.Option("--threads")] = 2,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved timing rounds (the fastest is kept).")] = 2,
+    padded_examples: Annotated[int, typer.Option("--padded-examples", help="Dev sentences timed padded to the sequence length.")] = 256,
+    runtimes: Annotated[str, typer.Option("--runtimes", help="Comma-separated: pytorch,onnxruntime.")] = "pytorch,onnxruntime",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the record (JSON) here, and the accuracy-latency curves beside it.")] = None,
+    json_out: JsonOpt = False,
+):
+    """Early exit and token dropping on real dev sentences: accuracy, exit layer, tokens, FLOPs and latency per setting."""
+    from slimbert.bench.adaptive import (
+        RUNTIMES,
+        adaptive_table,
+        parse_retention,
+        parse_sweep,
+        plot_adaptive,
+        run_adaptive_bench,
+        save_record,
+    )
+
+    chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
+    unknown = [r for r in chosen if r not in RUNTIMES]
+    if unknown or not chosen:
+        raise SlimbertError(f"--runtimes {runtimes!r}: choose from {', '.join(RUNTIMES)}")
+    if rounds < 1:
+        raise SlimbertError(f"--rounds must be >= 1, got {rounds}")
+    if not (Path(model) / "slimbert.json").is_file():
+        raise SlimbertError(f"--model {model} is not a slimbert artifact; pass the output of a recipe with an early-exit "
+                            "or token-dropping step")
+    exits = [c for spec in exit_sweep or [] for c in parse_sweep(spec)]
+    record = run_adaptive_bench(Path(model), task, exits=exits, retentions=[parse_retention(r) for r in retention or []],
+                                data_dir=data_dir, threads=threads, rounds=rounds, padded_examples=padded_examples,
+                                runtimes=chosen, log=err.print)
+    _emit_record(record, "adaptive", out, json_out, save_record, plot_adaptive, adaptive_table)
 
 
 def _profile_target(model: str | None, config: Path | None):

@@ -35,6 +35,7 @@ class ModelShape:
     shared_layers: bool = False  # some encoder layers share modules (ALBERT-style cross-layer sharing)
     embedding_factor_dim: int | None = None  # E of ALBERT-factored word embeddings (V x E then E x d); None: V x d
     embedding_rows: int | None = None  # rows kept by vocabulary trimming; None: untrimmed
+    exit_heads: bool = False  # early-exit heads after the layers (steps that change layers cannot follow)
 
     @property
     def total_heads(self) -> int:

@@ -203,6 +203,11 @@ class Recipe:
                     f"{where}: the model's encoder layers already share modules (an earlier share-layers step, or the "
                     f"input artifact), and {step.method} changes layers one by one; put it before share-layers "
                     "(distill and dynamic-int8 may follow one)")
+            if shape.exit_heads and not method.after_exit_heads:
+                raise ConfigError(
+                    f"{where}: the model has early-exit heads (an earlier early-exit step, or the input artifact), "
+                    f"which read every layer, and {step.method} may change the layers; put it before early-exit "
+                    "(dynamic-int8 and token-dropping may follow one)")
             try:
                 if step.distill is not None:
                     step.distill.check_shapes(shape, teacher)

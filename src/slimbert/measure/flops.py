@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimbert.models.structure import arch_of, head_modules, layer_views
+from slimbert.models.structure import LayerView, arch_of, head_modules, layer_views
 
 COMPONENTS = (
     "embeddings",
@@ -44,16 +44,35 @@ def flops_breakdown(model: nn.Module, seq_len: int) -> dict[str, int]:
     if not arch_of(model).is_transformer:
         return model.flops_breakdown(seq_len)
     out = dict.fromkeys(COMPONENTS, 0)
-    t = seq_len
     for view in layer_views(model):
-        q, k, v = view.query, view.key, view.value
-        out["attention_qkv"] += t * (linear_flops_per_token(q) + linear_flops_per_token(k) + linear_flops_per_token(v))
-        # QK^T: (T, d_h) x (d_h, T) per head; AV: (T, T) x (T, d_h) per head.
-        out["attention_scores"] += 2 * t * t * q.out_features + 2 * t * t * v.out_features
-        out["attention_output"] += t * linear_flops_per_token(view.attn_out)
-        out["ffn"] += t * (linear_flops_per_token(view.ffn_in) + linear_flops_per_token(view.ffn_out))
+        for component, value in layer_flops(view, seq_len).items():
+            out[component] += value
     out["pooler_classifier"] = sum(linear_flops_per_token(m) for m in head_modules(model).values())
     return out
+
+
+def layer_flops(view: LayerView, t: int) -> dict[str, int]:
+    """FLOPs of one encoder layer on one example of ``t`` tokens, by component."""
+    q, k, v = view.query, view.key, view.value
+    return {
+        "attention_qkv": t * (linear_flops_per_token(q) + linear_flops_per_token(k) + linear_flops_per_token(v)),
+        # QK^T: (T, d_h) x (d_h, T) per head; AV: (T, T) x (T, d_h) per head.
+        "attention_scores": 2 * t * t * q.out_features + 2 * t * t * v.out_features,
+        "attention_output": t * linear_flops_per_token(view.attn_out),
+        "ffn": t * (linear_flops_per_token(view.ffn_in) + linear_flops_per_token(view.ffn_out)),
+    }
+
+
+def adaptive_flops(model: nn.Module, tokens: list[int], exit_layer: int, exits_run: int, exit_head_flops: int) -> int:
+    """FLOPs of the path one example really took through the adaptive runner: layer i on ``tokens[i]`` tokens
+    for the ``exit_layer`` layers it ran, ``exits_run`` exit heads evaluated, and the task head if it ran every
+    layer."""
+    views = layer_views(model)
+    total = sum(sum(layer_flops(views[i], tokens[i]).values()) for i in range(exit_layer))
+    total += exits_run * exit_head_flops
+    if exit_layer == len(views):
+        total += sum(linear_flops_per_token(m) for m in head_modules(model).values())
+    return total
 
 
 def flops_per_example(model: nn.Module, seq_len: int = 128) -> int:

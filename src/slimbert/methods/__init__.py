@@ -9,6 +9,7 @@ layer ask the complete catalogue.
 # Importing the families registers the built-in methods.
 from slimbert.methods import (  # noqa: F401
     distillation,
+    dynamic,
     embedding_compression,
     factorization,
     parameter_sharing,

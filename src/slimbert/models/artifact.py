@@ -56,6 +56,8 @@ def save_compressed(bundle: ModelBundle, directory: str | os.PathLike, extra: di
         "shared_modules": shared_module_aliases(model),
         "onnx_transforms": bundle.onnx_transforms,
         "history": bundle.history,
+        # Early exit / token dropping settings: the runner (slimbert.models.adaptive) applies them at inference.
+        "adaptive_inference": bundle.adaptive,
         **(extra or {}),
     }
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
@@ -99,6 +101,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     for key in ("onnx_transforms", "history"):
         if not isinstance(manifest.get(key, []), list):
             raise ModelLoadError(f"{path}: {key!r} must be a list")
+    if not isinstance(manifest.get("adaptive_inference") or {}, dict):
+        raise ModelLoadError(f"{path}: 'adaptive_inference' must be an object of early-exit / token-dropping settings")
     shared = manifest.get("shared_modules") or {}
     if not isinstance(shared, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in shared.items()):
         raise ModelLoadError(f"{path}: 'shared_modules' must map module paths to the paths they share")
@@ -195,4 +199,5 @@ def load_compressed(directory: str | os.PathLike, attn_implementation: str = "sd
         source=manifest.get("source", str(directory)),
         onnx_transforms=manifest.get("onnx_transforms", []),
         history=manifest.get("history", []),
+        adaptive=manifest.get("adaptive_inference") or {},
     )

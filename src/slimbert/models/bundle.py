@@ -19,6 +19,8 @@ class ModelBundle:
     that turn the exported float graph into the fast-runtime artifact, e.g. ORT dynamic int8
     quantization; a method that changes how the model should run on ONNX Runtime appends one.
     ``history`` records every applied step (method name + config) and ends up in the manifest.
+    ``adaptive`` holds the input-adaptive inference settings (early exit, token dropping; see
+    :class:`~slimbert.models.adaptive.runner.AdaptiveSettings`) as a dict, empty for a static model.
     """
 
     model: nn.Module
@@ -26,6 +28,7 @@ class ModelBundle:
     source: str
     onnx_transforms: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    adaptive: dict[str, Any] = field(default_factory=dict)
 
     @property
     def arch(self) -> ArchSpec:
@@ -43,4 +46,5 @@ class ModelBundle:
             source=self.source,
             onnx_transforms=copy.deepcopy(self.onnx_transforms),
             history=copy.deepcopy(self.history),
+            adaptive=copy.deepcopy(self.adaptive),
         )

@@ -8,6 +8,7 @@ from torch import nn
 
 from slimbert.errors import ModelLoadError
 from slimbert.model_shape import ModelShape
+from slimbert.models.adaptive.exit_heads import EXIT_HEADS_ATTR, exit_heads_of
 from slimbert.models.module_kinds import (
     is_factored_module,
     manifest_flags,
@@ -20,7 +21,7 @@ from slimbert.models.surgery import LAYER_HEADS_KEY, LAYER_INTERMEDIATE_KEY
 
 def shape_of(model_or_config, compressed_linears: bool = False, factored_linears: bool = False,
              shared_layers: bool = False, embedding_factor_dim: int | None = None,
-             embedding_rows: int | None = None) -> ModelShape:
+             embedding_rows: int | None = None, exit_heads: bool = False) -> ModelShape:
     """The shape of a model (or its Hugging Face config); per-layer head counts and FFN widths come from
     what head/neuron pruning recorded in the config, else the uniform sizes. For a model (not a config), the
     flags are read from its encoder layers: compressed module kinds (int8, packed, sparse storage) mark
@@ -39,6 +40,7 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
         words = get_module(model_or_config, arch.word_embeddings)
         embedding_factor_dim = embedding_factor_dim or getattr(words, "factor_dim", None)
         embedding_rows = embedding_rows or getattr(words, "kept", None)
+        exit_heads = exit_heads or exit_heads_of(model_or_config) is not None
     config = getattr(model_or_config, "config", model_or_config)
     arch = arch_of(config)
     vocab = getattr(config, "vocab_size", 0)
@@ -47,7 +49,7 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
         return ModelShape(model_type=arch.model_type, is_transformer=False, layers=0, hidden=hidden, head_size=0,
                           heads=(), intermediate=(), vocab_size=vocab, compressed_linears=compressed_linears,
                           factored_linears=factored_linears, embedding_factor_dim=embedding_factor_dim,
-                          embedding_rows=embedding_rows)
+                          embedding_rows=embedding_rows, exit_heads=exit_heads)
     layers = getattr(config, arch.cfg_layers)
     hidden = getattr(config, arch.cfg_hidden)
     heads_uniform = getattr(config, arch.cfg_heads)
@@ -60,7 +62,7 @@ def shape_of(model_or_config, compressed_linears: bool = False, factored_linears
                       head_size=hidden // heads_uniform, heads=heads, intermediate=intermediate, vocab_size=vocab,
                       max_positions=positions, compressed_linears=compressed_linears, factored_linears=factored_linears,
                       shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim,
-                      embedding_rows=embedding_rows,
+                      embedding_rows=embedding_rows, exit_heads=exit_heads,
                       uniform_layers=len(set(heads)) <= 1 and len(set(intermediate)) <= 1)
 
 
@@ -86,6 +88,7 @@ def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
         arch_of(config)  # raises the supported-types error
     compressed_linears = factored_linears = shared_layers = False
     embedding_factor_dim = embedding_rows = None
+    exit_heads = False
     if is_slimbert_artifact(source):
         manifest = read_manifest(source)
         arch = arch_of(config)
@@ -98,6 +101,7 @@ def shape_of_spec(spec: str | os.PathLike) -> ModelShape:
         entry = modules.get(arch.word_embeddings)
         if isinstance(entry, dict) and isinstance(entry.get("spec"), dict):
             embedding_factor_dim, embedding_rows = entry["spec"].get("factor_dim"), entry["spec"].get("kept")
+        exit_heads = EXIT_HEADS_ATTR in modules
     return shape_of(config, compressed_linears=compressed_linears, factored_linears=factored_linears,
                     shared_layers=shared_layers, embedding_factor_dim=embedding_factor_dim,
-                    embedding_rows=embedding_rows)
+                    embedding_rows=embedding_rows, exit_heads=exit_heads)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from slimbert.errors import ConfigError, ModelLoadError
@@ -58,6 +59,10 @@ class ArchSpec:
     attn_width_attr: str | None = "all_head_size"
     # the tensors the model takes (DistilBERT and RoBERTa have no token types)
     inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+    # how the task head reads the last hidden states (see :func:`classify`): "pooler" (BERT: pooler on [CLS],
+    # then the classifier), "sequence" (RoBERTa: the classification head takes the whole sequence and reads
+    # <s> itself), "cls-relu" (DistilBERT: pre_classifier on [CLS], ReLU, classifier)
+    head_style: str = "pooler"
 
     @property
     def is_transformer(self) -> bool:
@@ -108,6 +113,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         pooler=None,  # RobertaForSequenceClassification has no pooler; its head has its own dense
         classifier=("classifier",),
         inputs=("input_ids", "attention_mask"),
+        head_style="sequence",
         **_BERT_LAYER,
         **_BERT_CFG,
     ),
@@ -136,6 +142,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         attn_heads_attr="n_heads",
         attn_width_attr=None,
         inputs=("input_ids", "attention_mask"),
+        head_style="cls-relu",
     ),
     # Non-transformer students (slimbert.models.nontransformer).
     "slimbert-bilstm": ArchSpec(
@@ -274,6 +281,32 @@ def head_modules(model: nn.Module) -> dict[str, nn.Module]:
     arch = arch_of(model)
     paths = ([arch.pooler] if arch.pooler else []) + list(arch.classifier)
     return {p: get_module(model, p) for p in paths}
+
+
+def classify(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The task head of ``model`` on last hidden states (B, T, d) -> logits (B, C), exactly as the model's own
+    forward computes it (dropout included, so it is inactive in eval mode)."""
+    arch = arch_of(model)
+    if arch.head_style == "sequence":
+        return get_module(model, arch.classifier[0])(hidden)
+    if arch.head_style == "pooler":
+        pooled = get_module(model, arch.pooler)(hidden) if arch.pooler else hidden[:, 0]  # (B, d)
+        return get_module(model, arch.classifier[-1])(model.dropout(pooled))
+    if arch.head_style == "cls-relu":
+        pooled = torch.relu(get_module(model, arch.classifier[0])(hidden[:, 0]))  # (B, d)
+        return get_module(model, arch.classifier[-1])(model.dropout(pooled))
+    raise ConfigError(f"{arch.model_type}: no task head of style {arch.head_style!r}")
+
+
+def head_linears(model: nn.Module) -> tuple[nn.Linear | None, nn.Linear]:
+    """The task head's [CLS] projection (None when it has none) and its output linear (d -> C)."""
+    arch = arch_of(model)
+    if arch.head_style == "sequence":
+        head = get_module(model, arch.classifier[0])
+        return head.dense, head.out_proj
+    if arch.head_style == "pooler":
+        return (get_module(model, arch.pooler).dense if arch.pooler else None), get_module(model, arch.classifier[-1])
+    return get_module(model, arch.classifier[0]), get_module(model, arch.classifier[-1])
 
 
 def is_embedding_parameter(model: nn.Module, name: str) -> bool:

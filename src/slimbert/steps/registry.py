@@ -16,6 +16,8 @@ Besides its config class, a method declares what the step machinery needs to kno
   them, or quantizes the factors); other steps need plain linears and cannot follow a factorization;
 * ``after_sharing``: it keeps modules shared between layers shared (it trains them, or quantizes each shared
   module once); steps that cut or rewrite layers one by one cannot follow cross-layer sharing;
+* ``after_exit_heads``: it keeps a model's early-exit heads valid (it does not change the layers they read);
+  steps that cut, add or rewrite layers cannot follow ``early-exit``;
 * ``fallback``: what ``on_exceed: fallback`` does when the step's accuracy gate fails: a function
   returning a milder config (the step is run again from its input model), ``"layers"`` (the method
   restores layers to higher precision itself), or None (no fallback: the gate can only fail the step).
@@ -63,6 +65,7 @@ class RegisteredMethod:
     after_quantization: bool = False
     after_factorization: bool = False
     after_sharing: bool = False
+    after_exit_heads: bool = False
     fallback: "Fallback" = None
 
     @property
@@ -77,7 +80,8 @@ _METHODS: dict[str, RegisteredMethod] = {}
 def register_method(name: str, config_cls: type[MethodConfig], *, family: str, accepts_distill: bool = False,
                     default_distill: StepDistillation | None = None, quantizes: bool = False,
                     after_quantization: bool = False, after_factorization: bool = False,
-                    after_sharing: bool = False, fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
+                    after_sharing: bool = False, after_exit_heads: bool = False,
+                    fallback: Fallback = None) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply(bundle, cfg, ctx) -> bundle`` as the transform for recipe steps ``method: name``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown method family {family!r}; expected one of {FAMILIES}")
@@ -92,7 +96,7 @@ def register_method(name: str, config_cls: type[MethodConfig], *, family: str, a
                                           accepts_distill=accepts_distill, default_distill=default_distill,
                                           quantizes=quantizes, after_quantization=after_quantization,
                                           after_factorization=after_factorization, after_sharing=after_sharing,
-                                          fallback=fallback)
+                                          after_exit_heads=after_exit_heads, fallback=fallback)
         return fn
 
     return decorator

@@ -53,7 +53,7 @@ def quantize_linears_dynamic(bundle: ModelBundle, per_channel: bool = True) -> i
 
 
 @register_method("dynamic-int8", DynamicInt8Config, family="quantization", quantizes=True, after_factorization=True,
-                 after_sharing=True)
+                 after_sharing=True, after_exit_heads=True)
 def apply_dynamic_int8(bundle: ModelBundle, cfg: DynamicInt8Config, ctx: StepContext) -> ModelBundle:
     """Post-training dynamic int8 quantization of the encoder linears (and optionally the word embeddings)."""
     n = quantize_linears_dynamic(bundle, cfg.per_channel)

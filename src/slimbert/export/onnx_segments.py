@@ -1,0 +1,192 @@
+"""Adaptive models (early exit, token dropping) on ONNX Runtime: one graph per segment, driven by the runner.
+
+One static graph cannot let examples leave the batch or shorten the sequence between layers, so an adaptive
+artifact is exported as segments, and :func:`~slimbert.models.adaptive.runner.run_adaptive` (the same loop
+that runs the PyTorch model) drives them::
+
+    adaptive/segments.json   {"format", "num_layers", "exit_layers", "inputs", "hidden", "transforms"}
+    adaptive/embed.onnx      input_ids (B, T) [, token_type_ids (B, T)] -> hidden (B, T, d)
+    adaptive/layer_{i}.onnx  hidden (B, T, d), attention_mask (B, T) int64 -> hidden (B, T, d), significance (B, T)
+    adaptive/exit_{i}.onnx   hidden (B, T, d) -> logits (B, C)     (layers with an exit head)
+    adaptive/head.onnx       hidden (B, T, d) -> logits (B, C)     (the model's own task head)
+
+``significance`` is the attention each token received (token dropping's score; cheap to return always).
+The bundle's ONNX transforms (e.g. ``ort-dynamic-int8``) are applied to every segment, so int8 composes.
+The segment graphs are not run through ONNX Runtime's offline BERT fusions (their attention pattern starts
+from the segment's mask input, not the model's), which costs some speed against a fused full graph.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimbert.errors import SlimbertError
+from slimbert.export.onnx import _ON_UNFUSED_GRAPH, _TRANSFORMS, float_export_model, onnx_session, sample_batch
+from slimbert.models.adaptive.segments import TorchSegments
+from slimbert.models.bundle import ModelBundle
+
+ADAPTIVE_DIR = "adaptive"
+SEGMENTS_INDEX = "segments.json"
+SEGMENTS_FORMAT = "slimbert-segments/1"
+
+
+@dataclass
+class SegmentsExport:
+    path: Path  # the index file
+    transforms: list[str] = field(default_factory=list)
+    max_abs_diff: float = 0.0  # full-depth logits through the segments vs the float PyTorch model
+    notes: list[str] = field(default_factory=list)
+    fused_ops: dict[str, int] = field(default_factory=dict)
+
+
+class _Embed(nn.Module):
+    def __init__(self, segments: TorchSegments, names: tuple[str, ...]):
+        super().__init__()
+        self.segments, self.names = segments, names
+        self.model = segments.model
+
+    def forward(self, *tensors):
+        return self.segments.embed(dict(zip(self.names, tensors)))
+
+
+class _Layer(nn.Module):
+    def __init__(self, segments: TorchSegments, index: int):
+        super().__init__()
+        self.segments, self.index = segments, index
+        self.model = segments.model
+
+    def forward(self, hidden, mask):
+        return self.segments.layer(self.index, hidden, mask, True)
+
+
+class _Call(nn.Module):
+    def __init__(self, fn, owner: nn.Module):
+        super().__init__()
+        self.fn, self.owner = fn, owner
+
+    def forward(self, hidden):
+        return self.fn(hidden)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+            dynamic: dict[str, dict[int, str]]) -> None:
+    # The exporter restores the wrapper's mode afterwards, recursively: a wrapper left in training mode would
+    # put the model it wraps back into training mode (dropout on) for everything that follows.
+    module.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=False, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=17)
+
+
+def export_segments(bundle: ModelBundle, directory: str | Path) -> SegmentsExport:
+    """Write the segments of ``bundle``'s model into ``directory / adaptive`` (replacing what was there)."""
+    unsupported = [t["name"] for t in bundle.onnx_transforms if t["name"] in _ON_UNFUSED_GRAPH]
+    if unsupported:
+        raise SlimbertError(f"adaptive segments cannot carry the ONNX transforms {unsupported}: they need the whole "
+                            "model's graph (use dynamic-int8 for int8 with early exit or token dropping)")
+    out_dir = Path(directory) / ADAPTIVE_DIR
+    model = float_export_model(bundle)
+    segments = TorchSegments(model, capture_attention=True)
+    names = tuple(n for n in bundle.arch.inputs if n != "attention_mask")
+    batch = sample_batch(bundle)
+    token_dims = {0: "batch", 1: "sequence"}
+    with tempfile.TemporaryDirectory(prefix="slimbert-segments-") as tmp:
+        tmp = Path(tmp)
+        files: dict[str, Path] = {}
+        with torch.no_grad():
+            hidden = segments.embed(batch)
+        _export(_Embed(segments, names), tuple(batch[n] for n in names), tmp / "embed.onnx", list(names), ["hidden"],
+                {n: token_dims for n in names} | {"hidden": token_dims})
+        files["embed"] = tmp / "embed.onnx"
+        mask = batch["attention_mask"]
+        for i in range(segments.num_layers):
+            _export(_Layer(segments, i), (hidden, mask), tmp / f"layer_{i}.onnx", ["hidden", "attention_mask"],
+                    ["hidden_out", "significance"], {"hidden": token_dims, "attention_mask": token_dims,
+                                                     "hidden_out": token_dims, "significance": token_dims})
+            files[f"layer_{i}"] = tmp / f"layer_{i}.onnx"
+        logits_dims = {"hidden": token_dims, "logits": {0: "batch"}}
+        for i in segments.exit_layers:
+            _export(_Call(partial(segments.exit, i), model), (hidden,), tmp / f"exit_{i}.onnx", ["hidden"],
+                    ["logits"], logits_dims)
+            files[f"exit_{i}"] = tmp / f"exit_{i}.onnx"
+        _export(_Call(segments.head, model), (hidden,), tmp / "head.onnx", ["hidden"], ["logits"], logits_dims)
+        files["head"] = tmp / "head.onnx"
+        transforms = []
+        for transform in bundle.onnx_transforms:
+            params = {k: v for k, v in transform.items() if k != "name"}
+            for name, path in files.items():
+                nxt = path.with_name(f"{name}.{transform['name']}.onnx")
+                _TRANSFORMS[transform["name"]](path, nxt, params)
+                files[name] = nxt
+            transforms.append(transform["name"])
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        for name, path in files.items():
+            shutil.copyfile(path, out_dir / f"{name}.onnx")
+    index = {"format": SEGMENTS_FORMAT, "num_layers": segments.num_layers, "exit_layers": list(segments.exit_layers),
+             "inputs": list(names), "transforms": transforms}
+    (out_dir / SEGMENTS_INDEX).write_text(json.dumps(index, indent=2))
+    result = SegmentsExport(path=out_dir / SEGMENTS_INDEX, transforms=transforms,
+                            notes=["adaptive model exported as ONNX segments (embeddings, each layer, each exit head, "
+                                   "the task head) driven by slimbert's runner; the segment graphs are not fused"])
+    with torch.no_grad():
+        reference = model(**batch).logits.numpy()
+    from slimbert.models.adaptive.runner import AdaptiveSettings, run_adaptive
+
+    full_depth = run_adaptive(OnnxSegments(out_dir), dict(batch), AdaptiveSettings()).logits.numpy()
+    result.max_abs_diff = float(np.abs(full_depth - reference).max())
+    return result
+
+
+class OnnxSegments:
+    """The segment interface of :mod:`slimbert.models.adaptive.segments`, on ONNX Runtime sessions."""
+
+    def __init__(self, directory: str | Path, threads: int | None = None):
+        directory = Path(directory)
+        index_path = directory / SEGMENTS_INDEX
+        if not index_path.is_file():
+            raise SlimbertError(f"{directory} has no {SEGMENTS_INDEX}: not an adaptive ONNX export")
+        index: dict[str, Any] = json.loads(index_path.read_text())
+        if index.get("format") != SEGMENTS_FORMAT:
+            raise SlimbertError(f"{index_path}: unsupported format {index.get('format')!r} "
+                                f"(expected {SEGMENTS_FORMAT})")
+        self.num_layers = int(index["num_layers"])
+        self.exit_layers = tuple(index["exit_layers"])
+        self.inputs = tuple(index["inputs"])
+
+        def session(name: str):
+            return onnx_session(directory / f"{name}.onnx", threads)
+
+        self._embed = session("embed")
+        self._layers = [session(f"layer_{i}") for i in range(self.num_layers)]
+        self._exits = {i: session(f"exit_{i}") for i in self.exit_layers}
+        self._head = session("head")
+
+    def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        feeds = {n: np.asarray(inputs[n], dtype=np.int64) for n in self.inputs}
+        return torch.from_numpy(self._embed.run(None, feeds)[0])
+
+    def layer(self, i: int, hidden: torch.Tensor, mask: torch.Tensor,
+              want_significance: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, scores = self._layers[i].run(None, {"hidden": np.ascontiguousarray(hidden.numpy()),
+                                                 "attention_mask": np.asarray(mask, dtype=np.int64)})
+        return torch.from_numpy(out), torch.from_numpy(scores) if want_significance else None
+
+    def exit(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._exits[i].run(None, {"hidden": np.ascontiguousarray(hidden.numpy())})[0])
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._head.run(None, {"hidden": np.ascontiguousarray(hidden.numpy())})[0])

@@ -1,0 +1,1 @@
+"""Shared pieces of the dynamic-inference methods."""
