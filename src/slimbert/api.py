@@ -64,6 +64,7 @@ from slimbert.report.card import (
     TrainingRun,
     load_card,
 )
+from slimbert.report.card_html import render_card_html
 from slimbert.report.markdown import render_markdown
 from slimbert.steps.context import StepContext
 from slimbert.steps.gate import DEFAULT_GATE_RUNTIME, evaluate_on
@@ -474,6 +475,7 @@ def _compress_locked(baseline: ModelBundle, start: ModelBundle | None, recipe: R
                               evaluate, stages=ctx.stages, serving=serving, flags=flags, peaks=peaks)
         report.save(staging / "report.json")
         (staging / "report.md").write_text(render_markdown(report))
+        (staging / "report.html").write_text(render_card_html(report), encoding="utf-8")
         _publish(staging, out)
         completed = True
     finally:

@@ -433,6 +433,20 @@ def _emit_record(record: dict, subcommand: str, out: Path | None, json_out: bool
         print(table(record))
 
 
+@bench_app.command("report")
+def bench_report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
+    results: Annotated[Path, typer.Option("--results", help="Directory of result JSONs.")] = Path("benchmarks/results"),
+):
+    """One self-contained HTML report: the survey's Table 1 measured, Pareto plots, the survey's findings answered."""
+    from slimbert.bench.html_report import load_results, render_bench_report, write_report
+
+    records = load_results(results)
+    write_report(out, render_bench_report(records))
+    err.print(f"{len(records)} results -> {out}")
+    print(out.resolve())
+
+
 @bench_app.command("adaptive")
 def bench_adaptive(
     model: ModelOpt, task: TaskOpt,
