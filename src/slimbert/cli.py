@@ -433,6 +433,45 @@ def _emit_record(record: dict, subcommand: str, out: Path | None, json_out: bool
         print(table(record))
 
 
+@app.command("plan")
+def plan_cmd(
+    model: ModelOpt, task: TaskOpt,
+    max_latency_ms: Annotated[float, typer.Option("--max-latency-ms", help="Latency budget at --batch x --seq-len.")],
+    batch: Annotated[int, typer.Option("--batch")] = 1,
+    seq_len: Annotated[int, typer.Option("--seq-len")] = 128,
+    max_size_mb: Annotated[Optional[float], typer.Option("--max-size-mb", help="Size budget on disk.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Points of the task's main metric.")] = None,
+    runtime: RuntimeOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where the chosen plan's artifact goes.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Measure and plan; run nothing.")] = False,
+    results: Annotated[Path, typer.Option("--results", help="Measured results to plan from.")] = Path("benchmarks/results"),
+    data_dir: DataDirOpt = None,
+    threads: Annotated[int, typer.Option("--threads")] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    json_out: JsonOpt = False,
+):
+    """Choose a composition of steps for a latency / size / accuracy budget, run it, and check the budget."""
+    from slimbert.planner import Budget, make_plan, plan_table, run_plan
+
+    if not dry_run and out is None:
+        raise SlimbertError("--out DIR is needed to run the plan (or pass --dry-run to only plan)")
+    budget = Budget(max_latency_ms, batch, seq_len, max_size_mb, max_drop, runtime).validate()
+    plan = make_plan(model, task, budget, results=results, data_dir=data_dir, threads=threads, log=err.print)
+    err.print(plan_table(plan))
+    err.print(plan.message)
+    if plan.chosen is None:
+        raise SlimbertError(plan.message)
+    if not dry_run:
+        plan = run_plan(plan, out, data_dir=data_dir, threads=threads, overwrite=overwrite, log=err.print)
+        err.print(plan.message)
+    if json_out:
+        console.print_json(json.dumps(plan.to_dict(), default=str))
+    else:
+        print(plan.message)
+    if plan.result is not None and not plan.result["met"]:
+        sys.exit(3)
+
+
 @bench_app.command("report")
 def bench_report(
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
