@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from slimbert.api import compress, export_runtimes, run_recipe
 from slimbert.bench.findings import INT8
-from slimbert.bench.records import BenchRecord, is_bench_record, load_record
+from slimbert.bench.records import BenchRecord, records_in
 from slimbert.bench.survey import families, methods_of
 from slimbert.data.tasks import get_task
 from slimbert.errors import SlimbertError
@@ -124,17 +124,7 @@ def _same_model(card_model: str, model: str) -> bool:
 
 
 def _records(results: Path | None) -> list[BenchRecord]:
-    if results is None or not results.is_dir():
-        return []
-    out = []
-    for path in sorted(results.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if is_bench_record(data):
-            out.append(load_record(path))
-    return out
+    return list(records_in(results).values()) if results is not None and results.is_dir() else []
 
 
 def _nearest(latencies: dict[str, Any], batch: int) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimbert.bench.findings import FAILS, HOLDS, answer_findings
-from slimbert.bench.records import BenchRecord, is_bench_record, load_record
+from slimbert.bench.records import BenchRecord, records_in
 from slimbert.bench.survey import RUNTIMES, SHAPES, pareto_front, survey_rows
 from slimbert.errors import SlimbertError
 from slimbert.report.html import Raw, esc, figure_img, new_figure, page, table
@@ -20,19 +20,10 @@ SHORT = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO"}
 
 
 def load_results(directory: Path) -> dict[str, BenchRecord]:
-    """Every benchmark record in ``directory`` (other JSON files are skipped)."""
-    import json
-
+    """Every benchmark record in ``directory`` (other JSON files are skipped); none is an error."""
     if not directory.is_dir():
         raise SlimbertError(f"--results {directory} is not a directory of result JSONs")
-    records = {}
-    for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if is_bench_record(data):
-            records[path.stem] = load_record(path)
+    records = records_in(directory)
     if not records:
         raise SlimbertError(f"{directory} holds no benchmark records (run `slimbert bench run` first)")
     return records

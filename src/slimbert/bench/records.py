@@ -83,3 +83,16 @@ def load_record(path: Path) -> BenchRecord:
         raise SlimbertError(f"{path}: not a benchmark record (no experiment/result); probe outputs belong in "
                             "benchmarks/probes/results/")
     return BenchRecord.from_dict(data, str(path))
+
+
+def records_in(directory: Path) -> dict[str, BenchRecord]:
+    """Every benchmark record in ``directory`` by file stem (other or unreadable JSON files are skipped)."""
+    records = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if is_bench_record(data):
+            records[path.stem] = load_record(path)
+    return records
