@@ -7,14 +7,13 @@ run, and the environment. Results are never edited by hand: rerun the experiment
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from slimbert.bench.experiments import Experiment, load_experiment
-from slimbert.bench.records import BenchRecord, is_bench_record, load_record
+from slimbert.bench.records import BenchRecord, load_record, records_in
 from slimbert.errors import ConfigError
 from slimbert.report.card import Environment
 from slimbert.training.settings import RunSettings
@@ -109,9 +108,4 @@ def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, BenchRecord]:
     Files there that are not bench records (e.g. a probe's output) are skipped: probes keep theirs in
     ``benchmarks/probes/results/``.
     """
-    records = {}
-    for path in sorted(results_dir.glob("*.json")):
-        data = json.loads(path.read_text())
-        if is_bench_record(data):
-            records[path.stem] = BenchRecord.from_dict(data, str(path))
-    return records
+    return records_in(results_dir)
