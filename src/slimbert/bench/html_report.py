@@ -14,7 +14,7 @@ from slimbert.bench.findings import FAILS, HOLDS, answer_findings
 from slimbert.bench.records import BenchRecord, records_in
 from slimbert.bench.survey import RUNTIMES, SHAPES, pareto_front, survey_rows
 from slimbert.errors import SlimbertError
-from slimbert.report.html import Raw, esc, figure_img, new_figure, page, table
+from slimbert.report.html import Raw, esc, figure_img, new_figure, page, png_img, table
 
 SHORT = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO"}
 
@@ -101,13 +101,31 @@ def commands_html(records: dict[str, BenchRecord]) -> str:
     return "\n".join(lines) + table(["result", "command"], rows, table_id="commands")
 
 
-def render_bench_report(records: dict[str, BenchRecord], title: str = "slimbert: the survey's Table 1 on this model") -> str:
-    body = [
+def peers_html(peers: dict) -> str:
+    """The ``slimbert bench peers`` record: its table and Pareto plot."""
+    import tempfile
+
+    from slimbert.bench.peers import peers_table, plot_peers
+    from slimbert.report.card_html import markdown_to_html
+
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "peers.png"
+        plot_peers(peers, png)
+        image = png_img(png, "peers Pareto plot")
+    return (f"<p>Teacher <code>{esc(peers['teacher'])}</code>, {esc(peers['task'])} dev set, one process, interleaved; "
+            f"command: <code>{esc(peers.get('command', ''))}</code></p>" + markdown_to_html(peers_table(peers)) + image)
+
+
+def render_bench_report(records: dict[str, BenchRecord], title: str = "slimbert: the survey's Table 1 on this model",
+                        peers: dict | None = None, preface: str = "") -> str:
+    body = [preface] if preface else []
+    body += [
         "<p>Every figure below is computed from the benchmark records; the commands that produced them are listed at "
         "the end. Speed-ups are over the baseline's PyTorch fp32 latency in the same run.</p>",
         "<h2>Table 1, measured</h2>", survey_table_html(records),
         "<h2>Pareto plots</h2>", pareto_plots(records),
         "<h2>The survey's findings, answered from these results</h2>", findings_html(records),
+        *(["<h2>Side by side with the runtimes' own one-line tools</h2>", peers_html(peers)] if peers else []),
         "<h2>Environment and commands</h2>", commands_html(records),
     ]
     return page(title, "\n".join(body))
