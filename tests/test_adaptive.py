@@ -332,3 +332,27 @@ def test_bench_adaptive_measures_every_setting_on_both_runtimes(adaptive_artifac
     bad = subprocess.run([sys.executable, "-m", "slimbert.cli", "bench", "adaptive", "-m", str(adaptive_artifact),
                           "-t", "sst2", "--exit", "vote:1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "CRITERION" in bad.stderr
+
+
+def test_token_dropping_fine_tunes_on_the_shortened_path(tiny_bert_dir, task_data, tmp_path):
+    from slimbert.models.loading import load_model
+
+    bundle = load_model(tiny_bert_dir, task_data.task)
+    before = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    out, ctx = run_steps(bundle, [{"method": "token-dropping", "final_retention": 0.5,
+                                   "distill": {"temperature": 2.0, "logits_weight": 0.9, "hard_label_weight": 0.1},
+                                   "train": {"max_steps": 3, "batch_size": 8}}], task_data, tmp_path)
+    assert type(out.model).__name__ == "BertForSequenceClassification"  # the wrapper was baked away
+    changed = [k for k, v in out.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("encoder.layer.0" in k for k in changed)  # gradients reached the encoder through the gathers
+    assert out.adaptive["retention"] == [0.5]
+
+
+def test_token_dropping_training_after_quantization_is_refused(tiny_bert_dir):
+    from slimbert.models.shape import shape_of_spec
+    from slimbert.recipe import Recipe
+
+    recipe = Recipe.from_dict({"name": "bad", "steps": [{"method": "dynamic-int8"},
+                                                        {"method": "token-dropping", "train": {"max_steps": 1}}]})
+    with pytest.raises(ConfigError, match="put it before quantization"):
+        recipe.check(shape_of_spec(tiny_bert_dir))

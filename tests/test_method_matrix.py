@@ -63,7 +63,7 @@ MATRIX: dict[str, dict] = {
     "embedding-codebook": {"subspaces": 4, "centroids": 16, "iterations": 3, "distill": DISTIL, "train": QUICK},
     "svd": {"keep_ratio": 0.5, "weighting": "fisher", "fisher_samples": 8, "distill": DISTIL, "train": QUICK},
     "early-exit": {"training": "joint", "criterion": "entropy", "threshold": 0.5, "train": QUICK},
-    "token-dropping": {"final_retention": 0.5},
+    "token-dropping": {"final_retention": 0.5, "distill": DISTIL, "train": QUICK},
 }
 
 
