@@ -22,14 +22,14 @@ from slimbert.models.bundle import ModelBundle
 ARCHS = ("bert", "roberta", "distilbert")
 
 
-def four_layer_model(arch: str, seed: int = 0, exit_heads: bool = True):
+def four_layer_model(arch: str, seed: int = 0, exit_heads: bool = True, pooling: str = "mean"):
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
     layers = {"n_layers": 4} if arch == "distilbert" else {"num_hidden_layers": 4}
     model = AutoModelForSequenceClassification.from_config(tiny_config(arch, **layers)).eval()
     if exit_heads:
-        model.exit_heads = ExitHeads(32, 2, 3)
+        model.exit_heads = ExitHeads(32, 2, 3, pooling)
         with torch.no_grad():  # sharper heads, so that their confidences spread out
             for linear in model.exit_heads.classifier:
                 linear.weight.mul_(30)
@@ -66,18 +66,23 @@ def test_runner_without_exits_or_dropping_equals_the_forward(arch):
     assert out.tokens[:, 0].tolist() == [12, 7, 3, 10]
 
 
+def first_exit_logits(model, inputs) -> torch.Tensor:
+    """The first exit head's logits (B, C), computed by hand."""
+    segments, mask = TorchSegments(model), inputs["attention_mask"]
+    with torch.no_grad():
+        return model.exit_heads.logits(0, segments.layer(0, segments.embed(inputs), mask, False)[0], mask)
+
+
 def _threshold_splitting_layer_one(model, inputs) -> float:
     """An entropy threshold that some, not all, examples meet at the first exit head."""
-    with torch.no_grad():
-        first = model.exit_heads.logits(0, TorchSegments(model).layer(0, TorchSegments(model).embed(inputs),
-                                                                         inputs["attention_mask"], False)[0])
+    first = first_exit_logits(model, inputs)
     entropies = sorted(normalised_entropy(first).tolist())
     return (entropies[1] + entropies[2]) / 2
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_exit_decisions_do_not_depend_on_the_batch_and_rows_leave(arch):
-    model = four_layer_model(arch)
+@pytest.mark.parametrize("arch,pooling", [(a, "mean") for a in ARCHS] + [("bert", "cls")])
+def test_exit_decisions_do_not_depend_on_the_batch_and_rows_leave(arch, pooling):
+    model = four_layer_model(arch, pooling=pooling)
     inputs = batch_of(arch)
     settings = AdaptiveSettings(exit=ExitCriterion("entropy", _threshold_splitting_layer_one(model, inputs)))
     segments = TorchSegments(model)
@@ -108,8 +113,7 @@ def test_a_criterion_everyone_meets_exits_at_the_first_layer_and_one_nobody_meet
         everyone = run_adaptive(TorchSegments(model), inputs, AdaptiveSettings(exit=ExitCriterion("confidence", 0.0)))
         nobody = run_adaptive(TorchSegments(model), inputs, AdaptiveSettings(exit=ExitCriterion("entropy", 0.0)))
         reference = model(**inputs).logits
-        first_heads = model.exit_heads.logits(0, TorchSegments(model).layer(
-            0, TorchSegments(model).embed(inputs), inputs["attention_mask"], False)[0])
+    first_heads = first_exit_logits(model, inputs)
     assert everyone.exit_layer.tolist() == [1, 1, 1, 1]
     assert (everyone.logits - first_heads).abs().max() < 1e-5
     assert nobody.exit_layer.tolist() == [4, 4, 4, 4]
@@ -258,7 +262,7 @@ def test_frozen_trainings_leave_the_backbone_and_classifier_untouched(training, 
     after = out.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     heads = out.model.exit_heads
-    fresh = ExitHeads(32, 2, 1).init_from(bundle.model.bert.pooler.dense, bundle.model.classifier)
+    fresh = ExitHeads(32, 2, 1, "mean").init_from(bundle.model.bert.pooler.dense, bundle.model.classifier)
     assert not torch.equal(heads.classifier[0].weight, fresh.classifier[0].weight)  # the heads did train
     assert all(p.requires_grad for p in out.model.parameters())  # the freeze was undone
 
@@ -311,23 +315,23 @@ def test_bench_adaptive_measures_every_setting_on_both_runtimes(adaptive_artifac
 
     record_path = tmp_path / "adaptive.json"
     proc = subprocess.run([sys.executable, "-m", "slimbert.cli", "bench", "adaptive", "-m", str(adaptive_artifact),
-                           "-t", "sst2", "--data-dir", str(tiny_glue), "--exit", "entropy:0.0,1.0", "--rounds", "1",
+                           "-t", "sst2", "--data-dir", str(tiny_glue), "--exit", "entropy:0.0", "--exit", "confidence:0.0", "--rounds", "1",
                            "--padded-examples", "8", "--out", str(record_path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(record_path.read_text())
     assert record_path.with_suffix(".png").is_file()
     settings = {r["setting"] for r in record["rows"]}
-    assert {"static", "entropy 0.6, retention 0.5", "entropy 0, retention 0.5", "entropy 1, retention 0.5"} <= settings
+    assert {"static", "entropy 0.6, retention 0.5", "entropy 0, retention 0.5", "confidence 0, retention 0.5"} <= settings
     natural = {(r["setting"], r["runtime"], r["batch"]): r for r in record["rows"] if r["lengths"] == "natural"}
     for (setting, runtime, batch), row in natural.items():
         assert row["ms_per_example"] > 0 and row["flops_per_example"] > 0
         # The same decisions on both runtimes and at both batch sizes.
         assert row["metrics"] == natural[(setting, "pytorch", 1)]["metrics"]
     # Exiting everywhere at the first layer: fewer FLOPs than the static path; never exiting: all layers.
-    assert natural[("entropy 1, retention 0.5", "pytorch", 1)]["avg_exit_layer"] == 1.0
+    assert natural[("confidence 0, retention 0.5", "pytorch", 1)]["avg_exit_layer"] == 1.0
     assert natural[("entropy 0, retention 0.5", "pytorch", 1)]["avg_exit_layer"] == 2.0
-    assert (natural[("entropy 1, retention 0.5", "pytorch", 1)]["flops_per_example"]
+    assert (natural[("confidence 0, retention 0.5", "pytorch", 1)]["flops_per_example"]
             < natural[("static", "pytorch", 1)]["flops_per_example"])
     bad = subprocess.run([sys.executable, "-m", "slimbert.cli", "bench", "adaptive", "-m", str(adaptive_artifact),
                           "-t", "sst2", "--exit", "vote:1"], capture_output=True, text=True, timeout=120)

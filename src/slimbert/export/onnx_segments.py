@@ -7,7 +7,7 @@ that runs the PyTorch model) drives them::
     adaptive/segments.json   {"format", "num_layers", "exit_layers", "inputs", "hidden", "transforms"}
     adaptive/embed.onnx      input_ids (B, T) [, token_type_ids (B, T)] -> hidden (B, T, d)
     adaptive/layer_{i}.onnx  hidden (B, T, d), attention_mask (B, T) int64 -> hidden (B, T, d), significance (B, T)
-    adaptive/exit_{i}.onnx   hidden (B, T, d) -> logits (B, C)     (layers with an exit head)
+    adaptive/exit_{i}.onnx   hidden (B, T, d), attention_mask (B, T) -> logits (B, C)   (layers with an exit head)
     adaptive/head.onnx       hidden (B, T, d) -> logits (B, C)     (the model's own task head)
 
 ``significance`` is the attention each token received (token dropping's score; cheap to return always).
@@ -75,8 +75,8 @@ class _Call(nn.Module):
         super().__init__()
         self.fn, self.owner = fn, owner
 
-    def forward(self, hidden):
-        return self.fn(hidden)
+    def forward(self, *tensors):
+        return self.fn(*tensors)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
@@ -118,8 +118,8 @@ def export_segments(bundle: ModelBundle, directory: str | Path) -> SegmentsExpor
             files[f"layer_{i}"] = tmp / f"layer_{i}.onnx"
         logits_dims = {"hidden": token_dims, "logits": {0: "batch"}}
         for i in segments.exit_layers:
-            _export(_Call(partial(segments.exit, i), model), (hidden,), tmp / f"exit_{i}.onnx", ["hidden"],
-                    ["logits"], logits_dims)
+            _export(_Call(partial(segments.exit, i), model), (hidden, mask), tmp / f"exit_{i}.onnx",
+                    ["hidden", "attention_mask"], ["logits"], logits_dims | {"attention_mask": token_dims})
             files[f"exit_{i}"] = tmp / f"exit_{i}.onnx"
         _export(_Call(segments.head, model), (hidden,), tmp / "head.onnx", ["hidden"], ["logits"], logits_dims)
         files["head"] = tmp / "head.onnx"
@@ -185,8 +185,9 @@ class OnnxSegments:
                                                  "attention_mask": np.asarray(mask, dtype=np.int64)})
         return torch.from_numpy(out), torch.from_numpy(scores) if want_significance else None
 
-    def exit(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._exits[i].run(None, {"hidden": np.ascontiguousarray(hidden.numpy())})[0])
+    def exit(self, i: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        feeds = {"hidden": np.ascontiguousarray(hidden.numpy()), "attention_mask": np.asarray(mask, dtype=np.int64)}
+        return torch.from_numpy(self._exits[i].run(None, feeds)[0])
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._head.run(None, {"hidden": np.ascontiguousarray(hidden.numpy())})[0])

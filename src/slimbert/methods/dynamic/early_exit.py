@@ -6,7 +6,7 @@ Training (``training``):
 * ``two-stage`` (DeeBERT, Xin et al. ACL 2020): the input model is the fine-tuned first stage; its backbone and
   classifier are frozen and the heads learn the labels;
 * ``joint`` (PABEE, Zhou et al. NeurIPS 2020; BERxiT): backbone and all heads train on a loss weighting head i
-  by i + 1;
+  by i + 1 (the heads at ``head_learning_rate``, the backbone at the step's learning rate);
 * ``self-distill`` (FastBERT, Liu et al. ACL 2020): backbone frozen, every head learns the final classifier's
   distribution (no labels needed).
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 
 from slimbert.config import MethodConfig
 from slimbert.errors import ConfigError
-from slimbert.methods.dynamic.common.exit_losses import ExitHeadsLoss
+from slimbert.methods.dynamic.common.exit_losses import ExitHeadsLearningRate, ExitHeadsLoss
 from slimbert.model_shape import ModelShape
 from slimbert.models.adaptive.criteria import CRITERIA, ExitCriterion
-from slimbert.models.adaptive.exit_heads import EXIT_HEADS_ATTR, ExitHeads
+from slimbert.models.adaptive.exit_heads import EXIT_HEADS_ATTR, POOLING, ExitHeads
 from slimbert.models.adaptive.runner import AdaptiveSettings
 from slimbert.models.bundle import ModelBundle
 from slimbert.models.structure import config_value, head_linears
@@ -45,6 +45,8 @@ class EarlyExitConfig(MethodConfig):
     threshold: float = 0.3
     patience: int = 2
     min_exit_layer: int = 0
+    pooling: str = "mean"  # what an exit head reads: the mean of the real tokens, or [CLS] (DeeBERT)
+    head_learning_rate: float = 5e-4  # joint training: the heads' own learning rate (the backbone uses train's)
     train: TrainConfig = TrainConfig(learning_rate=5e-4, epochs=1.0)
 
     def validate(self) -> None:
@@ -53,6 +55,8 @@ class EarlyExitConfig(MethodConfig):
         if self.criterion not in CRITERIA:
             raise ConfigError(f"criterion {self.criterion!r} is unknown; choose one of {', '.join(CRITERIA)}")
         self.criterion_config().validate()
+        if self.pooling not in POOLING:
+            raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of {', '.join(POOLING)}")
         if self.min_exit_layer < 0:
             raise ConfigError(f"min_exit_layer must be >= 0, got {self.min_exit_layer}")
         self.train.validate()
@@ -88,7 +92,7 @@ def apply_early_exit(bundle: ModelBundle, cfg: EarlyExitConfig, ctx: StepContext
         raise ConfigError(f"early exit decides from class probabilities; {ctx.task.name} is a regression task")
     model = bundle.model
     layers = config_value(model, "layers")
-    heads = ExitHeads(config_value(model, "hidden"), model.config.num_labels, layers - 1)
+    heads = ExitHeads(config_value(model, "hidden"), model.config.num_labels, layers - 1, cfg.pooling)
     heads.init_from(*head_linears(model))
     setattr(model, EXIT_HEADS_ATTR, heads)
 
@@ -101,7 +105,9 @@ def apply_early_exit(bundle: ModelBundle, cfg: EarlyExitConfig, ctx: StepContext
     mode = {"two-stage": "labels", "joint": "joint", "self-distill": "self-distill"}[cfg.training]
     try:
         # Frozen backbone: the model's own metric cannot move, so there is nothing to select on (keep the last).
-        ctx.train(bundle, cfg.train, loss_terms=[ExitHeadsLoss(mode)], name="early-exit", evaluate=not frozen,
+        callbacks = [] if frozen else [ExitHeadsLearningRate(cfg.head_learning_rate)]
+        ctx.train(bundle, cfg.train, loss_terms=[ExitHeadsLoss(mode)], callbacks=callbacks, name="early-exit",
+                  evaluate=not frozen,
                   description=f"early exit: training {layers - 1} exit heads ({cfg.training})")
     finally:
         for n, p in model.named_parameters():

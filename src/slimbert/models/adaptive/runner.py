@@ -91,7 +91,7 @@ def run_adaptive(segments: Segments, inputs: dict[str, torch.Tensor], settings: 
         hidden, scores = segments.layer(i, hidden, mask, drop_after)  # (b, t, d), (b, t) | None
         exit_here = settings.exit is not None and i in segments.exit_layers and i >= settings.min_exit_layer
         if exit_here:
-            head_logits = segments.exit(i, hidden)  # (b, C)
+            head_logits = segments.exit(i, hidden, mask)  # (b, C)
             if logits is None:
                 logits = head_logits.new_zeros(batch, head_logits.shape[-1])
             leave, patience = should_exit(settings.exit, head_logits, patience)

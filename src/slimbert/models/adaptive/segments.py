@@ -5,7 +5,7 @@ A segment set answers four calls (the ONNX Runtime set in :mod:`slimbert.export.
 * ``embed(inputs)``: input ids (B, T) (+ token types) -> hidden (B, T, d)
 * ``layer(i, hidden, mask)``: hidden (B, T, d), key mask (B, T) -> hidden (B, T, d) and, when token dropping
   needs it, the attention each token received (B, T) (see :func:`~.token_dropping.significance`)
-* ``exit(i, hidden)``: layer i's exit head -> logits (B, C)
+* ``exit(i, hidden, mask)``: layer i's exit head -> logits (B, C)
 * ``head(hidden)``: the model's own task head -> logits (B, C)
 
 The layers are the model's own modules, called one by one: nothing of the model is forked.
@@ -30,7 +30,7 @@ class Segments(Protocol):
     def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor: ...
     def layer(self, i: int, hidden: torch.Tensor, mask: torch.Tensor,
               want_significance: bool) -> tuple[torch.Tensor, torch.Tensor | None]: ...
-    def exit(self, i: int, hidden: torch.Tensor) -> torch.Tensor: ...
+    def exit(self, i: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
     def head(self, hidden: torch.Tensor) -> torch.Tensor: ...
 
 
@@ -84,8 +84,8 @@ class TorchSegments:
         out, probs = _run_capturing_attention(self.layers[i], self.attention[i], hidden, mask4d)
         return (out[0] if isinstance(out, tuple) else out), significance(probs, mask)
 
-    def exit(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
-        return self.exit_heads.logits(i, hidden)
+    def exit(self, i: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.exit_heads.logits(i, hidden, mask)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         return classify(self.model, hidden)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from slimbert.models.adaptive.exit_heads import exit_heads_of
+from slimbert.training.callbacks import Callback
 from slimbert.training.losses import LossTerm
 
 EXIT_LOSS_MODES = ("labels", "joint", "self-distill")
@@ -33,7 +34,8 @@ class ExitHeadsLoss(LossTerm):
 
     def forward(self, batch, outputs, model):
         heads = exit_heads_of(model)
-        per_head = [heads.logits(i, outputs.hidden_states[i + 1]) for i in range(len(heads))]  # each (B, C)
+        mask = batch["attention_mask"]
+        per_head = [heads.logits(i, outputs.hidden_states[i + 1], mask) for i in range(len(heads))]  # each (B, C)
         if self.mode == "self-distill":
             teacher = F.softmax(outputs.logits.detach().float(), dim=-1)  # (B, C)
             losses = [F.kl_div(F.log_softmax(lg.float(), dim=-1), teacher, reduction="batchmean") for lg in per_head]
@@ -45,3 +47,14 @@ class ExitHeadsLoss(LossTerm):
         losses.append(F.cross_entropy(outputs.logits, labels))  # the final classifier, weight L
         weights = torch.arange(1, len(losses) + 1, dtype=torch.float32, device=labels.device)
         return (weights * torch.stack(losses)).sum() / weights.sum()
+
+
+class ExitHeadsLearningRate(Callback):
+    """The exit heads in their own optimizer group: in joint training the backbone fine-tunes at a BERT learning
+    rate (~3e-5) while freshly initialised heads need a larger one to learn in the same steps."""
+
+    def __init__(self, learning_rate: float):
+        self.learning_rate = learning_rate
+
+    def param_groups(self, model):
+        return [{"params": list(exit_heads_of(model).parameters()), "lr": self.learning_rate, "weight_decay": 0.0}]
