@@ -328,6 +328,7 @@ def test_bench_adaptive_measures_every_setting_on_both_runtimes(adaptive_artifac
         assert row["ms_per_example"] > 0 and row["flops_per_example"] > 0
         # The same decisions on both runtimes and at both batch sizes.
         assert row["metrics"] == natural[(setting, "pytorch", 1)]["metrics"]
+        assert row["agreement_with_smallest_batch"] == 1.0
     # Exiting everywhere at the first layer: fewer FLOPs than the static path; never exiting: all layers.
     assert natural[("confidence 0, retention 0.5", "pytorch", 1)]["avg_exit_layer"] == 1.0
     assert natural[("entropy 0, retention 0.5", "pytorch", 1)]["avg_exit_layer"] == 2.0

@@ -196,12 +196,15 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
                 adaptive_flops(bundle.model, list(tokens[j]), int(exit_layer[j]),
                                sum(1 for e in exit_layers if s.exit is not None and s.min_exit_layer <= e < exit_layer[j]),
                                exit_head_flops) for j in range(len(dev))]))
-    for (runtime, b, mode, _), row in rows.items():
+    for (runtime, b, mode, i), row in rows.items():
         row["speedup_vs_static"] = rows[(runtime, b, mode, 0)]["ms_per_example"] / row["ms_per_example"]
         row["speedup_vs_static_natural"] = rows[(runtime, b, "natural", 0)]["ms_per_example"] / row["ms_per_example"]
         if mode == "natural":
-            static = rows[(runtime, b, mode, 0)]["predictions"]
-            row["agreement_with_static"] = float(np.mean(row["predictions"] == static))
+            row["agreement_with_static"] = float(np.mean(row["predictions"] == rows[(runtime, b, mode, 0)]["predictions"]))
+            # The same setting at the smallest batch: fp32 decisions do not depend on the batch; int8 whose activation
+            # scales span the batch (ONNX Runtime's dynamic quantization) may.
+            alone = rows[(runtime, min(batches), mode, i)]["predictions"]
+            row["agreement_with_smallest_batch"] = float(np.mean(row["predictions"] == alone))
     for row in rows.values():
         row.pop("predictions", None)
     return {"artifact": str(artifact), "task": data.task.name, "metric": data.task.main_metric, "seq_len": seq_len,
@@ -216,8 +219,8 @@ def adaptive_table(record: dict[str, Any]) -> str:
     metric = record["metric"]
     rows = record["rows"]
     lines = [f"| setting | runtime | batch | {metric} | avg exit layer | tokens into last layer | GFLOPs/example | "
-             "ms/example natural (speedup) | ms/example padded (speedup vs padded static / vs natural static) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "ms/example natural (speedup) | ms/example padded (speedup vs padded static / vs natural static) | "
+             "decisions as at batch 1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["lengths"] != "natural":
             continue
@@ -228,7 +231,7 @@ def adaptive_table(record: dict[str, Any]) -> str:
         lines.append(f"| {r['setting']} | {r['runtime']} | {r['batch']} | {r['metrics'][metric] * 100:.2f} | "
                      f"{r['avg_exit_layer']:.2f} | {r['avg_tokens_per_layer'][-1]:.1f} | "
                      f"{r['flops_per_example'] / 1e9:.3f} | {r['ms_per_example']:.2f} ({r['speedup_vs_static']:.2f}x) | "
-                     f"{pad_cell} |")
+                     f"{pad_cell} | {r['agreement_with_smallest_batch'] * 100:.2f}% |")
     return "\n".join(lines)
 
 
