@@ -448,6 +448,7 @@ def plan_cmd(
     data_dir: DataDirOpt = None,
     threads: Annotated[int, typer.Option("--threads")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    max_train_samples: Annotated[Optional[int], typer.Option("--max-train-samples", help="Shorten the plan's training (a quicker run).")] = None,
     json_out: JsonOpt = False,
 ):
     """Choose a composition of steps for a latency / size / accuracy budget, run it, and check the budget."""
@@ -462,7 +463,8 @@ def plan_cmd(
     if plan.chosen is None:
         raise SlimbertError(plan.message)
     if not dry_run:
-        plan = run_plan(plan, out, data_dir=data_dir, threads=threads, overwrite=overwrite, log=err.print)
+        plan = run_plan(plan, out, data_dir=data_dir, threads=threads, overwrite=overwrite,
+                        max_train_samples=max_train_samples, log=err.print)
         err.print(plan.message)
     if json_out:
         console.print_json(json.dumps(plan.to_dict(), default=str))

@@ -297,8 +297,9 @@ def _why(candidates: list[Candidate], budget: Budget) -> str:
 
 
 def run_plan(plan: Plan, out: Path, *, data_dir: str | None = None, threads: int = 2, overwrite: bool = False,
-             log: Callable[[str], None] = print) -> Plan:
-    """Run the chosen recipe with ``compress`` and check the measured result against the budget."""
+             max_train_samples: int | None = None, log: Callable[[str], None] = print) -> Plan:
+    """Run the chosen recipe with ``compress`` and check the measured result against the budget.
+    ``max_train_samples`` shortens every training step (a quicker, less accurate run; recorded in plan.json)."""
     if plan.chosen is None:
         raise SlimbertError(plan.message)
     budget = plan.budget
@@ -308,7 +309,8 @@ def run_plan(plan: Plan, out: Path, *, data_dir: str | None = None, threads: int
         raise SlimbertError("the unchanged model already meets the budget: nothing to run (" + plan.message + ")")
     recipe_dict["runtime"] = runtime
     recipe = Recipe.from_dict(recipe_dict)
-    result = compress(plan.model, plan.task, recipe, out, settings=RunSettings(data_dir=data_dir),
+    result = compress(plan.model, plan.task, recipe, out,
+                      settings=RunSettings(data_dir=data_dir, max_train_samples=max_train_samples),
                       latency_grid=[(budget.batch, budget.seq_len)], threads=threads, overwrite=overwrite, log=log)
     card = result.report
     measured_ms = card.compressed.latency(runtime, budget.shape)
@@ -320,7 +322,7 @@ def run_plan(plan: Plan, out: Path, *, data_dir: str | None = None, threads: int
               "drop": budget.max_drop is None or drop <= budget.max_drop}
     met = all(checks.values())
     plan.result = {"runtime": runtime, "latency_ms": measured_ms, "size_mb": size, "drop": drop, "checks": checks,
-                   "met": met, "artifact": str(out)}
+                   "met": met, "artifact": str(out), "max_train_samples": max_train_samples}
     plan.message = (f"budget {'MET' if met else 'NOT MET'}: measured {measured_ms:.2f} ms on {runtime} at "
                     f"{budget.shape} (budget {budget.max_latency_ms}), {size:.1f} MB, drop {drop:.2f} points; "
                     + ", ".join(f"{k} {'ok' if v else 'missed'}" for k, v in checks.items()))
