@@ -13,7 +13,7 @@ from slimbert.errors import ConfigError
 from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, sample_batch
 from slimbert.measure.flops import flops_per_example
 from slimbert.measure.size import count_parameters
-from slimbert.methods.factorization.common.fisher import column_weights, input_feature_fisher
+from slimbert.methods.factorization.common.fisher import axis_weights, weight_fisher
 from slimbert.methods.factorization.common.low_rank import LowRankLinear, break_even_rank, factorize, weighted_svd
 from slimbert.methods.factorization.common.rank_allocation import Spectrum, allocate_global, rank_for_energy
 from slimbert.models.artifact import load_compressed, save_compressed
@@ -50,38 +50,55 @@ def test_truncation_is_the_best_rank_r_approximation():
 
 
 def test_fisher_weighting_against_a_hand_computed_case():
-    """W = diag(1, 1.5). Plain rank-1 SVD keeps the larger entry (1.5); with input-feature weights s = (3, 1) the
-    weighted matrix is diag(3, 1.5), so FWSVD keeps the first input feature's weight (1) instead."""
+    """W = diag(1, 1.5). Plain rank-1 SVD keeps the larger entry (1.5). With importances 3 and 1 on the first and
+    second feature (input columns or output rows alike, W being diagonal) the weighted matrix is diag(3, 1.5), so
+    FWSVD keeps the first feature's weight (1) instead."""
     linear = nn.Linear(2, 2, bias=False)
     linear.weight.data.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.5]]))
     plain = factorize(linear, 1).dense_weight()
     torch.testing.assert_close(plain, torch.tensor([[0.0, 0.0], [0.0, 1.5]]), atol=1e-6, rtol=0)
-    fisher_sums = torch.tensor([9.0, 1.0])  # sum_i F_ij per input column j
-    weights = column_weights(fisher_sums)
-    torch.testing.assert_close(weights, torch.tensor([3.0, 1.0]))
-    fw = factorize(linear, 1, weights).dense_weight()
-    torch.testing.assert_close(fw, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), atol=1e-6, rtol=0)
-    _, s, _ = weighted_svd(linear.weight, weights)
-    torch.testing.assert_close(s, torch.tensor([3.0, 1.5]))
+    fisher = torch.tensor([[9.0, 0.0], [0.0, 1.0]])  # F (out, in): row sums (9, 1), column sums (9, 1)
+    for axis in ("input", "output"):
+        weights = axis_weights(fisher, axis)
+        torch.testing.assert_close(weights, torch.tensor([3.0, 1.0]))
+        fw = factorize(linear, 1, **{f"{axis}_weights": weights}).dense_weight()
+        torch.testing.assert_close(fw, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), atol=1e-6, rtol=0)
+        _, s, _ = weighted_svd(linear.weight, **{f"{axis}_weights": weights})
+        torch.testing.assert_close(s, torch.tensor([3.0, 1.5]))
 
 
-def test_fisher_sums_are_squared_gradients_summed_over_outputs(tiny_bert_dir, tiny_glue):
+def test_the_two_fisher_axes_weight_different_dimensions():
+    """F (out=2, in=3) with all its mass on output row 0 and input column 2: the output reading weights rows,
+    the input reading weights columns; each reconstruction is exact at full rank."""
+    fisher = torch.zeros(2, 3)
+    fisher[0, 2] = 4.0
+    torch.testing.assert_close(axis_weights(fisher, "output"), torch.tensor([2.0, 0.002]))
+    torch.testing.assert_close(axis_weights(fisher, "input"), torch.tensor([0.002, 0.002, 2.0]))
+    torch.manual_seed(0)
+    linear = nn.Linear(3, 2, bias=False)
+    for kwargs in ({"output_weights": axis_weights(fisher, "output")},
+                   {"input_weights": axis_weights(fisher, "input")}):
+        torch.testing.assert_close(factorize(linear, 2, **kwargs).dense_weight(), linear.weight.detach(), atol=1e-4,
+                                   rtol=1e-4)
+
+
+def test_fisher_is_squared_gradients_summed_over_batches(tiny_bert_dir, tiny_glue):
     settings = RunSettings(data_dir=str(tiny_glue), max_train_samples=16, max_eval_samples=8)
     data = TaskDataset(get_task("sst2"), settings)
     bundle = load_model(tiny_bert_dir, data.task)
     view = layer_views(bundle.model)[0]
     ctx = type("Ctx", (), {"data": data, "task": data.task})()
     batches = sample_batches(ctx, bundle.tokenizer, 16, batch_size=8)
-    got = input_feature_fisher(bundle.model, {"q": view.query, "o": view.ffn_out}, batches, regression=False)
-    # By hand: one backward per batch, square, sum over the output dimension (rows of PyTorch's (out, in)).
-    expected = {"q": torch.zeros(view.query.in_features), "o": torch.zeros(view.ffn_out.in_features)}
+    got = weight_fisher(bundle.model, {"q": view.query, "o": view.ffn_out}, batches, regression=False)
+    # By hand: one backward per batch, square, sum over batches.
+    expected = {"q": torch.zeros_like(view.query.weight), "o": torch.zeros_like(view.ffn_out.weight)}
     bundle.model.eval()
     for batch in batches:
         bundle.model.zero_grad()
         out = bundle.model(**{k: v for k, v in batch.items() if k != "labels"})
         nn.functional.cross_entropy(out.logits, batch["labels"]).backward()
-        expected["q"] += view.query.weight.grad.pow(2).sum(0)
-        expected["o"] += view.ffn_out.weight.grad.pow(2).sum(0)
+        expected["q"] += view.query.weight.grad.pow(2)
+        expected["o"] += view.ffn_out.weight.grad.pow(2)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-12)
 

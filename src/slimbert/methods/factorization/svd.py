@@ -18,9 +18,10 @@ Ranks (exactly one of):
 * ``energy``: per matrix, the smallest rank holding that fraction of the squared singular values.
 
 ``weighting: fisher`` is FWSVD (Hsu et al., ICLR 2022): the reconstruction is weighted by the task
-loss's empirical Fisher information summed per input feature (one column of PyTorch's (out, in)
-weight; :mod:`slimbert.methods.factorization.common.fisher` explains why a *column* here is the paper's
-*row*), estimated from ``fisher_samples`` training examples, one backward pass per batch of 8.
+loss's empirical Fisher information, shared per row as the paper does: by default per *output* feature (a row
+of PyTorch's (out, in) weight), ``fisher_axis: input`` per input feature (a column);
+:mod:`slimbert.methods.factorization.common.fisher` gives the measurement that chose the default. Estimated
+from ``fisher_samples`` training examples, one backward pass per batch of 8.
 
 Cost: one SVD per targeted matrix (milliseconds for MiniLM, ~1 s for BERT-base's 72), the Fisher pass
 when used, and the recovery training (``train``; null: none).
@@ -34,11 +35,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import torch
 from torch import nn
 
 from slimbert.config import MethodConfig, check_range
 from slimbert.errors import ConfigError
-from slimbert.methods.factorization.common.fisher import column_weights, input_feature_fisher
+from slimbert.methods.factorization.common.fisher import axis_weights, weight_fisher
 from slimbert.methods.factorization.common.low_rank import factorize, weighted_svd
 from slimbert.methods.factorization.common.rank_allocation import (
     Spectrum,
@@ -77,6 +79,7 @@ class SvdConfig(MethodConfig):
     energy: float | None = None
     allocation: Literal["uniform", "energy", "sensitivity"] = "uniform"
     weighting: Literal["none", "fisher"] = "none"
+    fisher_axis: Literal["output", "input"] = "output"  # which importances FWSVD shares (see common/fisher.py)
     fisher_samples: int = 256
     targets: tuple[Role, ...] = ROLES
     train: TrainConfig | None = TrainConfig(learning_rate=5e-5, epochs=1.0)  # recovery; null: none
@@ -154,20 +157,20 @@ def apply_svd(bundle: ModelBundle, cfg: SvdConfig, ctx: StepContext) -> ModelBun
                 raise ConfigError(f"svd: {view.module_path(role)} is a {type(module).__name__}, not a plain linear; "
                                   "put svd before quantization and before any other factorization")
             linears[view.module_path(role)] = (view, role, module)
-    weights = {}
+    weights: dict[str, dict[str, torch.Tensor]] = {}  # name -> {"input_weights" | "output_weights": importances}
     if cfg.needs_fisher:
         batches = sample_batches(ctx, bundle.tokenizer, cfg.fisher_samples, batch_size=8)
-        sums = input_feature_fisher(bundle.model, {n: m for n, (_, _, m) in linears.items()}, batches,
-                                    ctx.task.is_regression)
-        weights = {n: column_weights(s) for n, s in sums.items()}
-    input_weights = {n: weights.get(n) if cfg.weighting == "fisher" else None for n in linears}
+        fisher = weight_fisher(bundle.model, {n: m for n, (_, _, m) in linears.items()}, batches,
+                               ctx.task.is_regression)
+        weights = {n: {f"{cfg.fisher_axis}_weights": axis_weights(f, cfg.fisher_axis)} for n, f in fisher.items()}
+    factor_weights = {n: weights.get(n, {}) if cfg.weighting == "fisher" else {} for n in linears}
     spectra = []
     decompositions = {}  # the factors' own SVD, reused by factorize() when the spectrum came from it
     for name, (_, _, linear) in linears.items():
         # Allocation by sensitivity reads the Fisher-weighted spectrum even when the factors are unweighted.
-        spectrum_weights = weights.get(name) if cfg.allocation == "sensitivity" else input_weights[name]
-        decomposition = weighted_svd(linear.weight, spectrum_weights)
-        if spectrum_weights is input_weights[name]:
+        spectrum_weights = weights.get(name, {}) if cfg.allocation == "sensitivity" else factor_weights[name]
+        decomposition = weighted_svd(linear.weight, **spectrum_weights)
+        if spectrum_weights is factor_weights[name]:
             decompositions[name] = decomposition
         spectra.append(Spectrum(name, linear.out_features, linear.in_features, decomposition[1].double().pow(2).cpu()))
     ranks = choose_ranks(cfg, spectra)
@@ -179,7 +182,8 @@ def apply_svd(bundle: ModelBundle, cfg: SvdConfig, ctx: StepContext) -> ModelBun
             dense_left.append(name)
             after += linear.weight.numel()
             continue
-        view.replace(role, factorize(linear, ranks[name], input_weights[name], decompositions.get(name)))
+        view.replace(role, factorize(linear, ranks[name], decomposition=decompositions.get(name),
+                                     **factor_weights[name]))
         after += ranks[name] * (linear.in_features + linear.out_features)
     factored = len(linears) - len(dense_left)
     what = f"{'FWSVD' if cfg.weighting == 'fisher' else 'SVD'}: {factored} of {len(linears)} linears factored"

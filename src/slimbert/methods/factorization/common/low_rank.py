@@ -73,28 +73,33 @@ class LowRankLinear(FactoredComposite):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-def weighted_svd(weight: torch.Tensor, input_weights: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SVD of ``W diag(s)`` for W (out, in) and per-input-feature weights s (in,) (None: plain SVD).
+def weighted_svd(weight: torch.Tensor, input_weights: torch.Tensor | None = None,
+                 output_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SVD of ``diag(r) W diag(c)`` for W (out, in), per-output weights r (out,) and per-input weights c (in,)
+    (None: ones; both None: plain SVD).
 
-    Returns ``U (out, k)``, ``S (k,)``, ``Vh_unweighted (k, in)`` with ``W = U diag(S) Vh_unweighted`` exactly,
-    where ``Vh_unweighted = Vh diag(1/s)``; keeping the first r components gives the rank-r factors that
-    minimise ``|| (W - B A) diag(s) ||_F`` (Eckart-Young on the weighted matrix).
+    Returns ``U_unweighted (out, k)``, ``S (k,)``, ``Vh_unweighted (k, in)`` with ``W = U_unweighted diag(S)
+    Vh_unweighted`` exactly (the weights undone: ``diag(1/r) U`` and ``Vh diag(1/c)``); keeping the first r
+    components gives the rank-r factors that minimise ``|| diag(r) (W - B A) diag(c) ||_F`` (Eckart-Young on the
+    weighted matrix).
     """
     w = weight.detach().float()
-    if input_weights is None:
-        u, s, vh = torch.linalg.svd(w, full_matrices=False)
-        return u, s, vh
-    scale = input_weights.detach().float().to(w.device)
-    u, s, vh = torch.linalg.svd(w * scale[None, :], full_matrices=False)
-    return u, s, vh / scale[None, :]
+    rows = None if output_weights is None else output_weights.detach().float().to(w.device)
+    cols = None if input_weights is None else input_weights.detach().float().to(w.device)
+    scaled = w if rows is None else w * rows[:, None]
+    scaled = scaled if cols is None else scaled * cols[None, :]
+    u, s, vh = torch.linalg.svd(scaled, full_matrices=False)
+    return (u if rows is None else u / rows[:, None]), s, (vh if cols is None else vh / cols[None, :])
 
 
 def factorize(linear: nn.Linear, rank: int, input_weights: torch.Tensor | None = None,
-              decomposition: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> LowRankLinear:
-    """The rank-``rank`` factors of ``linear`` (weighted by ``input_weights`` (in,) when given); pass the
-    :func:`weighted_svd` of the same weights as ``decomposition`` to skip computing it again."""
-    u, s, vh = decomposition if decomposition is not None else weighted_svd(linear.weight, input_weights)
+              decomposition: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+              output_weights: torch.Tensor | None = None) -> LowRankLinear:
+    """The rank-``rank`` factors of ``linear`` (weighted by ``input_weights`` (in,) and/or ``output_weights``
+    (out,) when given); pass the :func:`weighted_svd` of the same weights as ``decomposition`` to skip computing
+    it again."""
+    u, s, vh = decomposition if decomposition is not None else weighted_svd(linear.weight, input_weights,
+                                                                            output_weights)
     up = (u[:, :rank] * s[:rank]).to(linear.weight.dtype)  # B (out, r): singular values folded into B
     down = vh[:rank].to(linear.weight.dtype)  # A (r, in)
     return LowRankLinear.from_factors(up, down, None if linear.bias is None else linear.bias.detach())
