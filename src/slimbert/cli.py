@@ -499,7 +499,7 @@ def bench_adaptive(
     data_dir: DataDirOpt = None,
     threads: Annotated[int, typer.Option("--threads")] = 2,
     rounds: Annotated[int, typer.Option("--rounds", help="Interleaved timing rounds (the fastest is kept).")] = 2,
-    padded_examples: Annotated[int, typer.Option("--padded-examples", help="Dev sentences timed padded to the sequence length.")] = 256,
+    padded_examples: Annotated[int, typer.Option("--padded-examples", help="Dev sentences timed padded to the sequence length (0: natural lengths only).")] = 256,
     runtimes: Annotated[str, typer.Option("--runtimes", help="Comma-separated: pytorch,onnxruntime.")] = "pytorch,onnxruntime",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the record (JSON) here, and the accuracy-latency curves beside it.")] = None,
     json_out: JsonOpt = False,

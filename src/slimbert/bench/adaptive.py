@@ -153,7 +153,9 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
     fused = onnx_session(artifact / ONNX_NAME, threads) if (artifact / ONNX_NAME).is_file() else None
     exit_head_flops = heads.flops_per_exit() if heads is not None else 0
     exit_layers = segment_sets["pytorch"].exit_layers
-    modes = {"natural": (dev, None), "padded": (dev.subset(padded_examples), seq_len)}
+    modes = {"natural": (dev, None)}
+    if padded_examples > 0:  # 0: natural lengths only
+        modes["padded"] = (dev.subset(padded_examples), seq_len)
     prepared = {(b, mode): _batches(modes[mode][0], b, pad, bundle.arch.inputs, modes[mode][1])
                 for b in batches for mode in modes}
 
@@ -208,7 +210,7 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
     for row in rows.values():
         row.pop("predictions", None)
     return {"artifact": str(artifact), "task": data.task.name, "metric": data.task.main_metric, "seq_len": seq_len,
-            "dev_examples": len(dev), "padded_examples": min(padded_examples, len(dev)), "rounds": rounds,
+            "dev_examples": len(dev), "padded_examples": min(max(padded_examples, 0), len(dev)), "rounds": rounds,
             "threads": threads, "static_flops_at_seq_len": flops_per_example(bundle.model, seq_len),
             "seconds": round(time.perf_counter() - started, 1), "rows": [rows[k] for k in sorted(rows)],
             "environment": environment(threads)}
