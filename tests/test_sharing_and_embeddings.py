@@ -157,7 +157,12 @@ def test_vocab_trim_keeps_logits_on_kept_text_and_maps_the_rest_to_unk(tiny_bert
     assert isinstance(emb, TrimmedEmbedding) and emb.kept < emb.num_embeddings
     assert any("coverage" in n for n in ctx.notes)
     tok = bundle.tokenizer
-    train_ids = {i for ids in task_data.train_set(tok).features["input_ids"] for i in ids}
+    from slimbert.data.encoding import encode
+
+    # All the training text is kept, not only the --max-train-samples subset the run trains on.
+    all_train = encode(task_data.train_examples(subsample=False), tok, task_data.settings.seq_len)
+    train_ids = {i for ids in all_train.features["input_ids"] for i in ids}
+    assert len(all_train) > len(task_data.train_set(tok))
     kept_text = tok.decode(sorted(train_ids - set(tok.all_special_ids))[:6])
     batch = tok([kept_text], return_tensors="pt")
     assert set(batch["input_ids"][0].tolist()) <= train_ids | set(tok.all_special_ids)
@@ -187,9 +192,16 @@ def test_vocab_trim_adds_a_corpus_and_refuses_a_run_without_training_data(tiny_b
                          task_data, tmp_path / "b")
     kept = [get_module(m.model, m.arch.word_embeddings).kept for m in (plain, wider)]
     assert kept[0] < kept[1]
-    empty = TaskDataset(get_task("sst2"), RunSettings(data_dir=str(tiny_glue), max_train_samples=0,
-                                                      max_eval_samples=8))
-    with pytest.raises((DataError, ConfigError), match="training"):
+    # A task whose training split is empty (a shortened run still trims by all the training text, so an empty
+    # split is the way to have none).
+    import shutil
+
+    glue = tmp_path / "glue"
+    shutil.copytree(tiny_glue, glue)
+    train = glue / "SST-2" / "train.tsv"
+    train.write_text(train.read_text().splitlines()[0] + "\n")
+    empty = TaskDataset(get_task("sst2"), RunSettings(data_dir=str(glue), max_eval_samples=8))
+    with pytest.raises((DataError, ConfigError), match="train"):
         run_steps(bundle.clone(), [{"method": "vocab-trim"}], empty, tmp_path / "c")
     with pytest.raises(ConfigError, match="is not a file"):
         Recipe.from_dict({"name": "bad", "steps": [{"method": "vocab-trim", "corpus": str(tmp_path / "none.txt"),

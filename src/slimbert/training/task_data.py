@@ -31,10 +31,10 @@ class TaskDataset:
     def task(self) -> TaskSpec:
         return self.data.task
 
-    def _split_train(self) -> tuple[list, list]:
+    def _split_train(self, subsample: bool = True) -> tuple[list, list]:
         """(training examples, held-out examples): ``holdout`` examples of the training split are set aside
         (seeded, independent of the training seed) and never trained on; the rest is subsampled per
-        --max-train-samples."""
+        --max-train-samples (unless ``subsample`` is false)."""
         examples = list(self.data.examples("train"))
         held: list = []
         k = self.settings.holdout
@@ -45,14 +45,15 @@ class TaskDataset:
             random.Random(HOLDOUT_SEED).shuffle(examples)
             held, examples = examples[:k], examples[k:]
         n = self.settings.max_train_samples
-        if n is not None and n < len(examples):
+        if subsample and n is not None and n < len(examples):
             random.Random(SUBSET_SEED).shuffle(examples)
             examples = examples[:n]
         return examples, held
 
-    def train_examples(self) -> list:
-        """The training examples (without the held-out ones), subsampled per --max-train-samples."""
-        return self._split_train()[0]
+    def train_examples(self, subsample: bool = True) -> list:
+        """The training examples (without the held-out ones), subsampled per --max-train-samples unless
+        ``subsample`` is false (e.g. a vocabulary drawn from all the training text of a shortened run)."""
+        return self._split_train(subsample)[0]
 
     def heldout_examples(self) -> list:
         """The held-out training examples (empty without ``holdout``): a split for choosing between models

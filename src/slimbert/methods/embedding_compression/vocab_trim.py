@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from slimbert.config import MethodConfig
+from slimbert.data.encoding import encode
 from slimbert.errors import ConfigError, DataError
 from slimbert.methods.embedding_compression.common.trimmed_embedding import TrimmedEmbedding
 from slimbert.model_shape import ModelShape
@@ -73,10 +74,12 @@ def apply_vocab_trim(bundle: ModelBundle, cfg: VocabTrimConfig, ctx: StepContext
         raise ConfigError("vocab-trim maps pieces outside the kept set to [UNK], and this tokenizer has no unk token")
     path = bundle.arch.word_embeddings
     table = plain_word_table(bundle.model, "vocab-trim")
-    if not ctx.data.train_examples():
+    # All the training text (not the --max-train-samples subset a shortened run trains on; never the held-out part).
+    examples = ctx.data.train_examples(subsample=False)
+    if not examples:
         raise DataError("vocab-trim keeps the word pieces of the training data, and this run has no training "
-                        "examples; check the task's train split (or max_train_samples)")
-    train = ctx.data.train_set(tokenizer)
+                        "examples; check the task's train split")
+    train = encode(examples, tokenizer, ctx.settings.seq_len)
     kept = {i for ids in train.features["input_ids"] for i in ids}
     kept |= set(tokenizer.all_special_ids)
     corpus = corpus_pieces(tokenizer, cfg.corpus, cfg.corpus_top) if cfg.corpus and cfg.corpus_top else []
