@@ -479,6 +479,7 @@ def bench_report(
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
     results: Annotated[Path, typer.Option("--results", help="Directory of result JSONs.")] = Path("benchmarks/results"),
     peers: Annotated[Optional[Path], typer.Option("--peers", help="A `slimbert bench peers` record to include.")] = None,
+    json_out: JsonOpt = False,
 ):
     """One self-contained HTML report: the survey's Table 1 measured, Pareto plots, the survey's findings answered."""
     from slimbert.bench.html_report import load_results, render_bench_report, write_report
@@ -488,7 +489,10 @@ def bench_report(
         raise SlimbertError(f"--peers {peers} is not a file (write one with `slimbert bench peers --out`)")
     write_report(out, render_bench_report(records, peers=json.loads(peers.read_text()) if peers else None))
     err.print(f"{len(records)} results -> {out}")
-    print(out.resolve())
+    if json_out:
+        console.print_json(json.dumps({"report": str(out.resolve()), "results": len(records)}))
+    else:
+        print(out.resolve())
 
 
 @bench_app.command("adaptive")
