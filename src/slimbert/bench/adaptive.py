@@ -11,9 +11,9 @@ through the adaptive runner on PyTorch and on ONNX Runtime's segments, at batch 
   wall time only. Token dropping discards padding after the first layer, so its gain there includes what plain
   dynamic padding already gives: compare it with the static row at natural lengths.
 
-A first untimed pass of every setting warms it up and records its metrics; then settings are timed in
-interleaved rounds (every setting once per round) and the fastest round is kept: the machine is noisy and rounds
-see the same load. On ONNX Runtime the static row is the artifact's fused full graph
+Every path is warmed up on its first batches; then settings are timed in interleaved rounds (every setting once
+per round; the first round's outputs give the metrics) and the fastest round is kept: the machine is noisy and
+rounds see the same load. On ONNX Runtime the static row is the artifact's fused full graph
 (``model.onnx``) when it has one, else the segments at full depth.
 """
 
@@ -49,6 +49,7 @@ from slimbert.training.task_data import TaskDataset
 
 BATCHES = (1, 32)
 RUNTIMES = ("pytorch", "onnxruntime")
+WARMUP_BATCHES = 8
 
 
 def parse_sweep(spec: str) -> list[ExitCriterion]:
@@ -170,9 +171,16 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
     plan = [(rt, b, mode, i) for rt in runtimes for b in batches for mode in modes for i in range(len(measured))]
     lengths = np.asarray(dev.lengths())
     started = time.perf_counter()
-    # Round 0 warms every path up and records the metrics; rounds 1..rounds are timed.
-    for r in range(rounds + 1):
-        log(f"adaptive bench: {'warm-up and metrics' if r == 0 else f'timed round {r}/{rounds}'} ({len(plan)} passes)")
+    # Every path is warmed up on a few batches first; then rounds 1..rounds are timed, interleaved, and round 1's
+    # outputs give the metrics.
+    log(f"adaptive bench: warm-up ({len(plan)} paths)")
+    with torch.no_grad():
+        for runtime, b, mode, i in plan:
+            run, _ = runner(runtime, measured[i])
+            for _, batch in prepared[(b, mode)][:WARMUP_BATCHES]:
+                run(batch)
+    for r in range(1, rounds + 1):
+        log(f"adaptive bench: timed round {r}/{rounds} ({len(plan)} passes)")
         for key in plan:
             runtime, b, mode, i = key
             s = measured[i]
@@ -184,10 +192,9 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
                 outs = [(idx, run(batch)) for idx, batch in batches_]
             ms = (time.perf_counter() - t0) * 1000 / n
             row = rows.setdefault(key, {"setting": label(s), "settings": s.to_dict(), "runtime": runtime, "batch": b,
-                                        "lengths": mode, "path": path, "examples": n, "ms_per_example": float("inf")})
-            if r:
-                row["ms_per_example"] = min(row["ms_per_example"], ms)
-            if r or mode != "natural":
+                                        "lengths": mode, "path": path, "examples": n, "ms_per_example": ms})
+            row["ms_per_example"] = min(row["ms_per_example"], ms)
+            if r > 1 or mode != "natural":
                 continue
             logits, exit_layer, tokens = _collect(outs, len(dev), layers, lengths)
             row["metrics"] = compute_metrics(data.task, logits.argmax(-1), np.asarray(dev.labels))
