@@ -108,7 +108,7 @@ def heads_can_go(records) -> Finding:
     best = max(within, default=0.0)
     return Finding("d", claim, HOLDS if best >= 0.3 else FAILS,
                    f"largest fraction of heads removed within 1 point: {best:.0%}; "
-                   + "; ".join(f"{f:.0%}: {_pts(c)}" for f, _, c in found))
+                   + "; ".join(f"{n} ({f:.0%}): {_pts(c)}" for f, n, c in found))
 
 
 def top_beats_bottom(records) -> Finding:
