@@ -16,8 +16,10 @@ records which.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +106,10 @@ def _nncf_int8(model, batches: list[dict[str, np.ndarray]]):
     import nncf
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
-    return nncf.quantize(model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(batches))
+    # NNCF draws its progress bars on stdout, which belongs to the command's output (--json must stay parseable).
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
+                             subset_size=len(batches))
 
 
 def openvino_model(xml: str | Path, threads: int | None = None, hint: str | None = "recorded"):
