@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from slimbert.api import compress, export_runtimes, run_recipe
-from slimbert.bench.findings import INT8
 from slimbert.bench.records import BenchRecord, records_in
 from slimbert.bench.survey import families, methods_of
 from slimbert.data.tasks import get_task
@@ -173,9 +172,7 @@ def composed_candidates(measured: list[Candidate], records: list[BenchRecord]) -
     out = []
     for c in measured:
         card = by_name[c.name].card
-        if families(card) == ["quantization"] or any(m in INT8 or m in ("gobo", "ternary", "qbert", "int4-weight-only")
-                                                     for m in methods_of(card)):
-            continue
+        # Only float structural results compose with int8 (any quantization step already makes them int8 or lower).
         if not set(families(card)) <= {"pruning", "distillation"}:
             continue
         recipe = copy.deepcopy(c.recipe)
