@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import run_steps, tiny_config
 
-from slimbert.errors import ConfigError
+from slimbert.errors import ConfigError, SlimbertError
 from slimbert.export.onnx_segments import ADAPTIVE_DIR, OnnxSegments, export_segments
 from slimbert.models.adaptive.criteria import ExitCriterion, PatienceState, normalised_entropy, should_exit
 from slimbert.models.adaptive.exit_heads import ExitHeads
@@ -192,17 +192,42 @@ def test_onnx_segments_match_pytorch_with_exits_and_dropping(arch, tmp_path, tok
 
     model = four_layer_model(arch)
     inputs = batch_of(arch)
-    bundle = ModelBundle(model=model, tokenizer=BertTokenizerFast.from_pretrained(tokenizer_dir), source="tiny")
-    export = export_segments(bundle, tmp_path)
-    assert export.max_abs_diff < 1e-4
     settings = AdaptiveSettings(exit=ExitCriterion("entropy", _threshold_splitting_layer_one(model, inputs)),
                                 retention=(0.75, 0.5))
+    bundle = ModelBundle(model=model, tokenizer=BertTokenizerFast.from_pretrained(tokenizer_dir), source="tiny",
+                         adaptive=settings.to_dict())
+    export = export_segments(bundle, tmp_path)
+    assert export.max_abs_diff < 1e-4
+    # layers 1-2 score tokens for the schedule (unfused attention); layers 3-4 are fused like the full graph
+    assert OnnxSegments(tmp_path / ADAPTIVE_DIR).scoring_layers == (0, 1)
+    assert export.fused_ops.get("Attention", 0) == 2
     with torch.no_grad():
         torch_out = run_adaptive(TorchSegments(model, capture_attention=True), inputs, settings)
     onnx_out = run_adaptive(OnnxSegments(tmp_path / ADAPTIVE_DIR), inputs, settings)
     assert onnx_out.exit_layer.tolist() == torch_out.exit_layer.tolist()
     assert onnx_out.tokens.tolist() == torch_out.tokens.tolist()
     assert (onnx_out.logits - torch_out.logits).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_exit_only_segments_fuse_attention_in_every_layer_and_refuse_scoring(arch, tmp_path, tokenizer_dir):
+    from transformers import BertTokenizerFast
+
+    model = four_layer_model(arch)
+    inputs = batch_of(arch)
+    settings = AdaptiveSettings(exit=ExitCriterion("entropy", _threshold_splitting_layer_one(model, inputs)))
+    bundle = ModelBundle(model=model, tokenizer=BertTokenizerFast.from_pretrained(tokenizer_dir), source="tiny",
+                         adaptive=settings.to_dict())
+    export = export_segments(bundle, tmp_path)
+    assert export.fused_ops.get("Attention", 0) == 4, export.notes
+    segments = OnnxSegments(tmp_path / ADAPTIVE_DIR)
+    with torch.no_grad():
+        torch_out = run_adaptive(TorchSegments(model), inputs, settings)
+    onnx_out = run_adaptive(segments, inputs, settings)
+    assert onnx_out.exit_layer.tolist() == torch_out.exit_layer.tolist()
+    assert (onnx_out.logits - torch_out.logits).abs().max() < 1e-4
+    with pytest.raises(SlimbertError, match="scores tokens only after layers none"):
+        run_adaptive(segments, inputs, AdaptiveSettings(retention=(0.5,)))
 
 
 def test_settings_and_configs_refuse_bad_values():
@@ -337,6 +362,24 @@ def test_bench_adaptive_measures_every_setting_on_both_runtimes(adaptive_artifac
     bad = subprocess.run([sys.executable, "-m", "slimbert.cli", "bench", "adaptive", "-m", str(adaptive_artifact),
                           "-t", "sst2", "--exit", "vote:1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "CRITERION" in bad.stderr
+
+
+def test_bench_adaptive_refuses_a_schedule_the_onnx_export_does_not_score(adaptive_artifact, tiny_glue, tmp_path):
+    import json
+    import shutil
+
+    from slimbert.bench.adaptive import run_adaptive_bench
+
+    # an export whose layers score no tokens (an early-exit-only artifact's): a retention schedule needs layer 1's
+    artifact = tmp_path / "artifact"
+    shutil.copytree(adaptive_artifact, artifact)
+    index_path = artifact / ADAPTIVE_DIR / "segments.json"
+    index = json.loads(index_path.read_text())
+    assert index["scoring_layers"] == [0]  # the recipe drops tokens after layer 1 of 2
+    index_path.write_text(json.dumps(index | {"scoring_layers": []}))
+    with pytest.raises(SlimbertError, match=r"scores tokens after layers none.*ask for layers \[1\]"):
+        run_adaptive_bench(artifact, "sst2", exits=[], retentions=[(0.5,)], data_dir=str(tiny_glue),
+                           log=lambda m: None)
 
 
 def test_token_dropping_fine_tunes_on_the_shortened_path(tiny_bert_dir, task_data, tmp_path):

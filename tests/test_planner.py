@@ -38,6 +38,24 @@ def test_a_probe_with_unknown_accuracy_is_chosen_only_when_no_measured_one_fits(
     assert choose(CANDIDATES + [probe], Budget(1.5, max_drop=2.0))[0].name == "probe"
 
 
+def test_a_result_is_scaled_by_its_own_runtimes_baseline_not_by_pytorchs():
+    from types import SimpleNamespace
+
+    from slimbert.planner import _scaled
+
+    def timings(values):
+        return SimpleNamespace(latency=lambda runtime, shape: values.get(runtime))
+
+    # that run's PyTorch baseline was contended (120 ms); its ONNX Runtime baseline was not (30 ms)
+    card = SimpleNamespace(baseline=timings({"pytorch": 120.0, "onnxruntime": 30.0}),
+                           compressed=timings({"pytorch": 60.0, "onnxruntime": 10.0, "openvino": 8.0}))
+    now = {"pytorch": 36.0, "onnxruntime": 27.0, "openvino": 24.0}
+    assert _scaled(now, card, "onnxruntime", "b1s128") == 27.0 * 10.0 / 30.0
+    assert _scaled(now, card, "pytorch", "b1s128") == 36.0 * 60.0 / 120.0
+    # no OpenVINO baseline in that run: the PyTorch ratio is all there is
+    assert _scaled(now, card, "openvino", "b1s128") == 36.0 * 8.0 / 120.0
+
+
 def test_budget_errors():
     with pytest.raises(SlimbertError, match="max-latency-ms"):
         Budget(0).validate()

@@ -133,8 +133,14 @@ def _nearest(latencies: dict[str, Any], batch: int) -> str | None:
 
 
 def measured_candidates(model: str, task: str, records: list[BenchRecord], budget: Budget,
-                        base_pt_ms: float, base_size_mb: float) -> list[Candidate]:
-    """Candidates from this model's own compress results (latency scaled to the latency measured now)."""
+                        base_ms: dict[str, float], base_size_mb: float) -> list[Candidate]:
+    """Candidates from this model's own compress results, their latency scaled to the model's latency measured
+    now (``base_ms``, per runtime).
+
+    The scaling is per runtime: a result's latency on runtime R, times (the model's latency on R now / the
+    model's latency on R in that result's run). Scaling every runtime by the PyTorch ratio instead made a
+    contended PyTorch baseline in one run (130 ms against ~33) inflate all of that run's speed-ups four-fold.
+    """
     out = []
     for record in records:
         card = record.card
@@ -147,8 +153,7 @@ def measured_candidates(model: str, task: str, records: list[BenchRecord], budge
         shape = _nearest(base, budget.batch)
         if shape is None:
             continue
-        expected = {rt: base_pt_ms * card.compressed.latency(rt, shape) / card.baseline.latency("pytorch", shape)
-                    for rt in RUNTIMES if card.compressed.latency(rt, shape)}
+        expected = {rt: _scaled(base_ms, card, rt, shape) for rt in RUNTIMES if card.compressed.latency(rt, shape)}
         metric = card.main_metric
         out.append(Candidate(
             name=record.name, recipe=card.recipe, source="measured on this model", latency_ms=expected,
@@ -156,6 +161,13 @@ def measured_candidates(model: str, task: str, records: list[BenchRecord], budge
             drop=(card.baseline.metric(metric) - card.compressed.metric(metric)) * 100,
             basis=f"{record.name}: `{record.command}` (timed at {shape})"))
     return out
+
+
+def _scaled(base_ms: dict[str, float], card, runtime: str, shape: str) -> float:
+    """A result's latency on ``runtime`` at ``shape``, scaled to the model's latency measured now: by the same
+    runtime's baseline when both runs timed it, else by PyTorch's."""
+    reference = runtime if card.baseline.latency(runtime, shape) and base_ms.get(runtime) else "pytorch"
+    return base_ms[reference] * card.compressed.latency(runtime, shape) / card.baseline.latency(reference, shape)
 
 
 def composed_candidates(measured: list[Candidate], records: list[BenchRecord]) -> list[Candidate]:
@@ -243,7 +255,7 @@ def make_plan(model: str, task: str, budget: Budget, *, results: Path | None = P
                      threads)
         base_size = file_size(tmp / "baseline" / WEIGHTS_NAME) / MB
         records = _records(results)
-        candidates = measured_candidates(model, data.task.name, records, budget, base["pytorch"], base_size)
+        candidates = measured_candidates(model, data.task.name, records, budget, base, base_size)
         candidates += composed_candidates(candidates, records)
         if not candidates:
             log("plan: no results for this model and task: quick probes of the shipped recipes")

@@ -151,6 +151,14 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
         segment_sets["onnxruntime"] = OnnxSegments(artifact / ADAPTIVE_DIR, threads)
     layers = segment_sets["pytorch"].num_layers
     measured = _settings_to_measure(recorded, exits, retentions, layers)
+    if "onnxruntime" in segment_sets:  # refuse now rather than minutes into the timing
+        scored = set(segment_sets["onnxruntime"].scoring_layers)
+        asked = {i for s in measured for i in range(min(len(s.retention), layers - 1))}
+        if asked - scored:
+            raise SlimbertError(f"the ONNX export of {artifact} scores tokens after layers "
+                                f"{sorted(i + 1 for i in scored) or 'none'}, and the schedules ask for layers "
+                                f"{sorted(i + 1 for i in asked - scored)}: time them with --runtimes pytorch, or "
+                                "compress with a schedule that long (its export then scores those layers)")
     fused = onnx_session(artifact / ONNX_NAME, threads) if (artifact / ONNX_NAME).is_file() else None
     exit_head_flops = heads.flops_per_exit() if heads is not None else 0
     exit_layers = segment_sets["pytorch"].exit_layers

@@ -4,16 +4,20 @@ One static graph cannot let examples leave the batch or shorten the sequence bet
 artifact is exported as segments, and :func:`~slimbert.models.adaptive.runner.run_adaptive` (the same loop
 that runs the PyTorch model) drives them::
 
-    adaptive/segments.json   {"format", "num_layers", "exit_layers", "inputs", "hidden", "transforms"}
+    adaptive/segments.json   {"format", "num_layers", "exit_layers", "scoring_layers", "inputs", "transforms"}
     adaptive/embed.onnx      input_ids (B, T) [, token_type_ids (B, T)] -> hidden (B, T, d)
-    adaptive/layer_{i}.onnx  hidden (B, T, d), attention_mask (B, T) int64 -> hidden (B, T, d), significance (B, T)
+    adaptive/layer_{i}.onnx  hidden (B, T, d), attention_mask (B, T) int64 -> hidden (B, T, d)
+                             [, significance (B, T) for the layers in ``scoring_layers``]
     adaptive/exit_{i}.onnx   hidden (B, T, d), attention_mask (B, T) -> logits (B, C)   (layers with an exit head)
     adaptive/head.onnx       hidden (B, T, d) -> logits (B, C)     (the model's own task head)
 
-``significance`` is the attention each token received (token dropping's score; cheap to return always).
-The bundle's ONNX transforms (e.g. ``ort-dynamic-int8``) are applied to every segment, so int8 composes.
-The segment graphs are not run through ONNX Runtime's offline BERT fusions (their attention pattern starts
-from the segment's mask input, not the model's), which costs some speed against a fused full graph.
+``significance`` is the attention each token received (token dropping's score). Only the layers after which the
+artifact's retention schedule drops tokens return it (``scoring_layers``): those run attention as separate
+ops, because the fused ``Attention`` operator does not give its probabilities out. Every other layer goes
+through ONNX Runtime's offline BERT fusions (one ``Attention`` op, skip-LayerNorm, bias-GELU), as the full
+model's graph does; a layer whose fusion would change its output by more than the tolerance stays unfused.
+The bundle's ONNX transforms (e.g. ``ort-dynamic-int8``) are applied to every segment, so int8 composes
+(on a fused layer: ``QAttention``).
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ import torch
 from torch import nn
 
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import _ON_UNFUSED_GRAPH, _TRANSFORMS, float_export_model, onnx_session, sample_batch
+from slimbert.export.onnx import _ON_UNFUSED_GRAPH, _TRANSFORMS, _fuse, float_export_model, onnx_session, sample_batch
 from slimbert.models.adaptive.segments import TorchSegments
 from slimbert.models.bundle import ModelBundle
 
 ADAPTIVE_DIR = "adaptive"
 SEGMENTS_INDEX = "segments.json"
-SEGMENTS_FORMAT = "slimbert-segments/1"
+SEGMENTS_FORMAT = "slimbert-segments/2"
+_READABLE_FORMATS = ("slimbert-segments/1", SEGMENTS_FORMAT)  # /1: every layer returned its significance
 
 
 @dataclass
@@ -61,13 +66,14 @@ class _Embed(nn.Module):
 
 
 class _Layer(nn.Module):
-    def __init__(self, segments: TorchSegments, index: int):
+    def __init__(self, segments: TorchSegments, index: int, scores: bool):
         super().__init__()
-        self.segments, self.index = segments, index
+        self.segments, self.index, self.scores = segments, index, scores
         self.model = segments.model
 
     def forward(self, hidden, mask):
-        return self.segments.layer(self.index, hidden, mask, True)
+        out, significance = self.segments.layer(self.index, hidden, mask, self.scores)
+        return (out, significance) if self.scores else out
 
 
 class _Call(nn.Module):
@@ -90,7 +96,29 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                           dynamic_axes=dynamic, opset_version=17)
 
 
-def export_segments(bundle: ModelBundle, directory: str | Path) -> SegmentsExport:
+def scoring_layers(bundle: ModelBundle, num_layers: int) -> tuple[int, ...]:
+    """The layers after which the bundle's retention schedule drops tokens (never the last layer)."""
+    from slimbert.models.adaptive.runner import AdaptiveSettings
+
+    return tuple(range(min(len(AdaptiveSettings.from_dict(bundle.adaptive).retention), num_layers - 1)))
+
+
+def _fuse_layer(path: Path, bundle: ModelBundle, hidden: torch.Tensor, mask: torch.Tensor,
+                tolerance: float) -> tuple[Path, dict[str, int]]:
+    """ONNX Runtime's BERT fusions on one layer graph, kept only if the layer's output stays within
+    ``tolerance`` of the unfused graph's on the sample (hidden (B, T, d), mask (B, T))."""
+    fused = path.with_name(f"{path.stem}.fused.onnx")
+    stats = _fuse(path, fused, bundle)
+    feeds = {"hidden": hidden.numpy(), "attention_mask": mask.numpy().astype(np.int64)}
+    before = onnx_session(path).run(None, feeds)[0]
+    after = onnx_session(fused).run(None, feeds)[0]
+    real = mask.numpy().astype(bool)  # padded positions carry no meaning (and differ between the two)
+    if float(np.abs(after[real] - before[real]).max()) > tolerance:
+        return path, {}
+    return fused, stats
+
+
+def export_segments(bundle: ModelBundle, directory: str | Path, fusion_tolerance: float = 1e-3) -> SegmentsExport:
     """Write the segments of ``bundle``'s model into ``directory / adaptive`` (replacing what was there)."""
     unsupported = [t["name"] for t in bundle.onnx_transforms if t["name"] in _ON_UNFUSED_GRAPH]
     if unsupported:
@@ -111,11 +139,20 @@ def export_segments(bundle: ModelBundle, directory: str | Path) -> SegmentsExpor
                 {n: token_dims for n in names} | {"hidden": token_dims})
         files["embed"] = tmp / "embed.onnx"
         mask = batch["attention_mask"]
+        scoring = scoring_layers(bundle, segments.num_layers)
+        fused_ops: dict[str, int] = {}
         for i in range(segments.num_layers):
-            _export(_Layer(segments, i), (hidden, mask), tmp / f"layer_{i}.onnx", ["hidden", "attention_mask"],
-                    ["hidden_out", "significance"], {"hidden": token_dims, "attention_mask": token_dims,
-                                                     "hidden_out": token_dims, "significance": token_dims})
-            files[f"layer_{i}"] = tmp / f"layer_{i}.onnx"
+            path = tmp / f"layer_{i}.onnx"
+            outputs = ["hidden_out", "significance"] if i in scoring else ["hidden_out"]
+            _export(_Layer(segments, i, i in scoring), (hidden, mask), path, ["hidden", "attention_mask"], outputs,
+                    {"hidden": token_dims, "attention_mask": token_dims} | {n: token_dims for n in outputs})
+            if i not in scoring:
+                path, stats = _fuse_layer(path, bundle, hidden, mask, fusion_tolerance)
+                for op, count in stats.items():
+                    fused_ops[op] = fused_ops.get(op, 0) + count
+            files[f"layer_{i}"] = path
+            with torch.no_grad():
+                hidden = segments.layer(i, hidden, mask, False)[0]  # the next layer's sample input
         logits_dims = {"hidden": token_dims, "logits": {0: "batch"}}
         for i in segments.exit_layers:
             _export(_Call(partial(segments.exit, i), model), (hidden, mask), tmp / f"exit_{i}.onnx",
@@ -137,14 +174,15 @@ def export_segments(bundle: ModelBundle, directory: str | Path) -> SegmentsExpor
         for name, path in files.items():
             shutil.copyfile(path, out_dir / f"{name}.onnx")
     index = {"format": SEGMENTS_FORMAT, "num_layers": segments.num_layers, "exit_layers": list(segments.exit_layers),
-             "inputs": list(names), "transforms": transforms}
+             "scoring_layers": list(scoring), "inputs": list(names), "transforms": transforms}
     (out_dir / SEGMENTS_INDEX).write_text(json.dumps(index, indent=2))
-    result = SegmentsExport(path=out_dir / SEGMENTS_INDEX, transforms=transforms,
-                            notes=["adaptive model exported as ONNX segments (embeddings, each layer, each exit head, "
-                                   "the task head) driven by slimbert's runner; the segment graphs are not run "
-                                   "through ONNX Runtime's offline fusions (measured slower on them: 18 vs 13-15 ms "
-                                   "per sentence at full depth) and attention stays unfused (token dropping reads "
-                                   "its probabilities)"])
+    fused_attention = fused_ops.get("Attention", 0)
+    notes = ["adaptive model exported as ONNX segments (embeddings, each layer, each exit head, the task head) "
+             f"driven by slimbert's runner; attention fused in {fused_attention} of {segments.num_layers} layers"]
+    if scoring:
+        notes.append(f"layers {[i + 1 for i in scoring]} return the attention each token received (token dropping "
+                     "scores tokens after them), so their attention runs as separate ops")
+    result = SegmentsExport(path=out_dir / SEGMENTS_INDEX, transforms=transforms, notes=notes, fused_ops=fused_ops)
     with torch.no_grad():
         reference = model(**batch).logits.numpy()
     from slimbert.models.adaptive.runner import AdaptiveSettings, run_adaptive
@@ -163,11 +201,12 @@ class OnnxSegments:
         if not index_path.is_file():
             raise SlimbertError(f"{directory} has no {SEGMENTS_INDEX}: not an adaptive ONNX export")
         index: dict[str, Any] = json.loads(index_path.read_text())
-        if index.get("format") != SEGMENTS_FORMAT:
+        if index.get("format") not in _READABLE_FORMATS:
             raise SlimbertError(f"{index_path}: unsupported format {index.get('format')!r} "
                                 f"(expected {SEGMENTS_FORMAT})")
         self.num_layers = int(index["num_layers"])
         self.exit_layers = tuple(index["exit_layers"])
+        self.scoring_layers = tuple(index.get("scoring_layers", range(self.num_layers)))
         self.inputs = tuple(index["inputs"])
 
         def session(name: str):
@@ -186,9 +225,13 @@ class OnnxSegments:
 
     def layer(self, i: int, hidden: torch.Tensor, mask: torch.Tensor,
               want_significance: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out, scores = self._layers[i].run(None, {"hidden": np.ascontiguousarray(hidden.numpy()),
-                                                 "attention_mask": np.asarray(mask, dtype=np.int64)})
-        return torch.from_numpy(out), torch.from_numpy(scores) if want_significance else None
+        if want_significance and i not in self.scoring_layers:
+            raise SlimbertError(f"this ONNX export scores tokens only after layers "
+                                f"{[j + 1 for j in self.scoring_layers] or 'none'}, and the retention schedule asks "
+                                f"for layer {i + 1}: compress with that schedule (its export then returns the scores)")
+        outputs = self._layers[i].run(None, {"hidden": np.ascontiguousarray(hidden.numpy()),
+                                             "attention_mask": np.asarray(mask, dtype=np.int64)})
+        return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1]) if want_significance else None
 
     def exit(self, i: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         feeds = {"hidden": np.ascontiguousarray(hidden.numpy()), "attention_mask": np.asarray(mask, dtype=np.int64)}

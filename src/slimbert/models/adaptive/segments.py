@@ -35,9 +35,18 @@ class Segments(Protocol):
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Key mask (B, T) of 1/0 -> (B, 1, 1, T): 0 where attended, the dtype's minimum where padding (added to
-    the attention scores, as the model's own forward does)."""
-    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+    """Key mask (B, T) of 1/0 -> (B, 1, T, T): 0 where attended, the dtype's minimum where padding (added to
+    the attention scores, as the model's own forward does).
+
+    Written as expand -> invert -> masked fill on purpose: exported to ONNX, this is one of the mask patterns
+    ONNX Runtime's attention fusion recognises (the SDPA one), so a layer segment's attention fuses into one
+    ``Attention`` op like the full model's. The shorter ``(1 - mask) * min`` is not recognised: its ``Mul``
+    sits beside the score scaling's ``Mul`` and the fusion takes the wrong one.
+    """
+    length = mask.shape[-1]
+    expanded = mask[:, None, None, :].expand(mask.shape[0], 1, length, length).to(dtype)  # (B, 1, T, T)
+    inverted = 1.0 - expanded
+    return inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
 
 
 def _run_capturing_attention(layer: nn.Module, attention: nn.Module, hidden: torch.Tensor,
