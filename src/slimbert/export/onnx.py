@@ -184,8 +184,8 @@ def export_onnx(bundle: ModelBundle, path: str | Path, *, optimize: bool = True,
                 if stats.get("Attention", 0) < layers:
                     result.notes.append(
                         f"attention fused in {stats.get('Attention', 0)} of {layers} layers: ONNX Runtime fuses only "
-                        "plain q/k/v projections (a layer whose q/k/v are factored or otherwise rewritten runs "
-                        "attention as separate MatMul/Softmax ops)")
+                        "plain q/k/v and output projections (a layer where one of them is factored or otherwise "
+                        "rewritten runs attention as separate MatMul/Softmax ops)")
             else:
                 result.notes.append(f"ONNX Runtime fusion changed logits by {diff:.2e}; kept the unfused graph")
         for i, transform in enumerate(bundle.onnx_transforms):

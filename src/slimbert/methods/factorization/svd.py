@@ -23,6 +23,10 @@ of PyTorch's (out, in) weight), ``fisher_axis: input`` per input feature (a colu
 :mod:`slimbert.methods.factorization.common.fisher` gives the measurement that chose the default. Estimated
 from ``fisher_samples`` training examples, one backward pass per batch of 8.
 
+``targets`` names the linears to factor (default: all six roles). On ONNX Runtime, factoring q, k, v or the
+attention output projection leaves that layer's attention unfused; ``targets: [ffn_in, ffn_out]`` keeps the
+fusion (on MiniLM-L6 SST-2, FWSVD of the FFN at 50%: 1.45x at batch 32, -1.38 points; BENCHMARKS.md section 8).
+
 Cost: one SVD per targeted matrix (milliseconds for MiniLM, ~1 s for BERT-base's 72), the Fisher pass
 when used, and the recovery training (``train``; null: none).
 
@@ -196,6 +200,10 @@ def apply_svd(bundle: ModelBundle, cfg: SvdConfig, ctx: StepContext) -> ModelBun
     recover(bundle, ctx, cfg.train, "svd", f"recovery after {what}")
     ctx.claim("size", "disk", True, f"{what}: the factors hold {after / before:.0%} of their weights")
     ctx.claim("speed", "pytorch", True, "two smaller dense matrix products per factored linear")
-    ctx.claim("speed", "onnxruntime", True, "two MatMuls per factored linear; attention fusion needs plain q/k/v "
-              "projections" if {"query", "key", "value"} & set(cfg.targets) else "two MatMuls per factored linear")
+    # ONNX Runtime's attention fusion matches MatMul -> Add for q, k, v and the output projection; a factored linear
+    # is MatMul -> MatMul, so factoring any of them leaves that layer's attention unfused (measured: FWSVD of the
+    # FFN only keeps all 6 fused, adding the output projection keeps none).
+    ctx.claim("speed", "onnxruntime", True, "two MatMuls per factored linear; attention fusion needs plain q/k/v and "
+              "output projections" if {"query", "key", "value", "attn_out"} & set(cfg.targets)
+              else "two MatMuls per factored linear")
     return bundle
