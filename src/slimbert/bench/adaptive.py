@@ -153,7 +153,7 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
     measured = _settings_to_measure(recorded, exits, retentions, layers)
     if "onnxruntime" in segment_sets:  # refuse now rather than minutes into the timing
         scored = set(segment_sets["onnxruntime"].scoring_layers)
-        asked = {i for s in measured for i in range(min(len(s.retention), layers - 1))}
+        asked = {i for s in measured for i in s.scoring_layers(layers)}
         if asked - scored:
             raise SlimbertError(f"the ONNX export of {artifact} scores tokens after layers "
                                 f"{sorted(i + 1 for i in scored) or 'none'}, and the schedules ask for layers "

@@ -37,6 +37,7 @@ from torch import nn
 
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import _ON_UNFUSED_GRAPH, _TRANSFORMS, _fuse, float_export_model, onnx_session, sample_batch
+from slimbert.models.adaptive.runner import AdaptiveSettings, run_adaptive
 from slimbert.models.adaptive.segments import TorchSegments
 from slimbert.models.bundle import ModelBundle
 
@@ -96,13 +97,6 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                           dynamic_axes=dynamic, opset_version=17)
 
 
-def scoring_layers(bundle: ModelBundle, num_layers: int) -> tuple[int, ...]:
-    """The layers after which the bundle's retention schedule drops tokens (never the last layer)."""
-    from slimbert.models.adaptive.runner import AdaptiveSettings
-
-    return tuple(range(min(len(AdaptiveSettings.from_dict(bundle.adaptive).retention), num_layers - 1)))
-
-
 def _fuse_layer(path: Path, bundle: ModelBundle, hidden: torch.Tensor, mask: torch.Tensor,
                 tolerance: float) -> tuple[Path, dict[str, int]]:
     """ONNX Runtime's BERT fusions on one layer graph, kept only if the layer's output stays within
@@ -139,7 +133,7 @@ def export_segments(bundle: ModelBundle, directory: str | Path, fusion_tolerance
                 {n: token_dims for n in names} | {"hidden": token_dims})
         files["embed"] = tmp / "embed.onnx"
         mask = batch["attention_mask"]
-        scoring = scoring_layers(bundle, segments.num_layers)
+        scoring = AdaptiveSettings.from_dict(bundle.adaptive).scoring_layers(segments.num_layers)
         fused_ops: dict[str, int] = {}
         for i in range(segments.num_layers):
             path = tmp / f"layer_{i}.onnx"
@@ -185,8 +179,6 @@ def export_segments(bundle: ModelBundle, directory: str | Path, fusion_tolerance
     result = SegmentsExport(path=out_dir / SEGMENTS_INDEX, transforms=transforms, notes=notes, fused_ops=fused_ops)
     with torch.no_grad():
         reference = model(**batch).logits.numpy()
-    from slimbert.models.adaptive.runner import AdaptiveSettings, run_adaptive
-
     full_depth = run_adaptive(OnnxSegments(out_dir), dict(batch), AdaptiveSettings()).logits.numpy()
     result.max_abs_diff = float(np.abs(full_depth - reference).max())
     return result

@@ -47,6 +47,11 @@ class AdaptiveSettings:
                               f"{num_layers} layers")
         return self
 
+    def scoring_layers(self, num_layers: int) -> tuple[int, ...]:
+        """The layers (0-based) after which tokens are dropped, so whose attention scores are read (never the
+        last layer: nothing follows it)."""
+        return tuple(range(min(len(self.retention), num_layers - 1)))
+
     @property
     def active(self) -> bool:
         return self.exit is not None or bool(self.retention)
@@ -85,9 +90,10 @@ def run_adaptive(segments: Segments, inputs: dict[str, torch.Tensor], settings: 
     logits: torch.Tensor | None = None
     exit_layer = torch.full((batch,), num_layers, dtype=torch.long)
     tokens = torch.zeros(batch, num_layers, dtype=torch.long)
+    scoring = settings.scoring_layers(num_layers)
     for i in range(num_layers):
         tokens[rows, i] = mask.sum(-1).to(torch.long)
-        drop_after = i < len(settings.retention) and i < num_layers - 1
+        drop_after = i in scoring
         hidden, scores = segments.layer(i, hidden, mask, drop_after)  # (b, t, d), (b, t) | None
         exit_here = settings.exit is not None and i in segments.exit_layers and i >= settings.min_exit_layer
         if exit_here:
