@@ -105,3 +105,13 @@ def test_finetune_survives_kill_9_and_resumes(tiny_bert_dir, tiny_glue, tmp_path
     # A finished directory is reused, not retrained.
     again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert "reusing it" in again.stderr.replace("\n", " ")
+
+
+def test_finetune_holdout_sets_examples_aside(tiny_bert_dir, tiny_glue, tmp_path):
+    """`finetune --holdout N`: a teacher that never trains on the split its compressed students are chosen on."""
+    total = sum(1 for _ in open(Path(tiny_glue) / "SST-2" / "train.tsv")) - 1  # minus the header
+    proc = slimbert("finetune", "--model", tiny_bert_dir, "--task", "sst2", "--data-dir", tiny_glue,
+                    "--out", tmp_path / "teacher", "--holdout", "40", "--max-steps", "2", "--max-eval-samples", "8",
+                    "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["train_examples"] == total - 40 and summary["settings"]["holdout"] == 40

@@ -182,7 +182,7 @@ def test_predict_and_eval_on_a_runtime(trained, tiny_glue, tmp_path):
 
 
 def test_peers_produce_every_row_or_say_why(trained, tiny_glue, tmp_path):
-    from slimbert.bench.peers import peers_table, plot_peers, run_peers
+    from slimbert.bench.peers import peers_table, peers_tables, plot_peers, run_peers
 
     artifact = tmp_path / "int8"
     _run(trained, [{"method": "dynamic-int8"}], artifact, tiny_glue)
@@ -200,3 +200,16 @@ def test_peers_produce_every_row_or_say_why(trained, tiny_glue, tmp_path):
     table = peers_table(record)
     assert "openvino-nncf-int8" in table and "int8@openvino" in table
     assert plot_peers(record, tmp_path / "peers.png").stat().st_size > 10_000
+    # The compute floor: every timed row at both padded shapes, in the precision its products run in.
+    assert rows["pytorch-fp32"]["precision"] == "fp32" and rows["openvino-nncf-int8"]["precision"] == "int8"
+    assert rows["int8@onnxruntime"]["precision"] == "int8" and rows["int8@openvino"]["precision"] == "int8"
+    assert rows["int8@pytorch"]["flops"] == rows["pytorch-fp32"]["flops"] > 0  # int8 removes no products
+    for row in rows.values():
+        if not row["missing"]:
+            assert set(row["compute_floor"]) == {"b1s64", "b32s64"}
+            b1, b32 = row["compute_floor"]["b1s64"], row["compute_floor"]["b32s64"]
+            peak = record["gemm_peaks"][row["runtime"]][row["precision"]]
+            assert b1["floor_ms"] == pytest.approx(row["flops"] / (peak * 1e9) * 1e3)
+            assert b32["floor_ms"] == pytest.approx(32 * b1["floor_ms"])
+            assert b1["ratio"] == pytest.approx(row["latency_ms"]["b1s64"] / b1["floor_ms"])
+    assert "latency / floor" in peers_tables(record) and "| int8@openvino | openvino | int8 |" in peers_tables(record)

@@ -87,6 +87,7 @@ def finetune(
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 5e-5).")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
+    holdout: HoldoutOpt = None,
     text_col: TextColOpt = None, label_col: LabelColOpt = None, regression: RegressionOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Train again even if OUT is finished.")] = False,
     json_out: JsonOpt = False,
@@ -98,7 +99,7 @@ def finetune(
     from slimbert.training.config import TrainConfig
 
     settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
-                         batch_size, lr)
+                         batch_size, lr, holdout=holdout)
     cfg = replace(TrainConfig(), eval_every=eval_every, grad_accum_steps=grad_accum)
     summary = run(model, task, out, settings, train_config=cfg, text_cols=text_col, label_col=label_col,
                   regression=regression, overwrite=overwrite, log=err.print)
@@ -410,14 +411,14 @@ def bench_peers(
     json_out: JsonOpt = False,
 ):
     """slimbert artifacts vs the runtimes' own tools (ORT quantize_dynamic, OpenVINO + NNCF, ...), side by side."""
-    from slimbert.bench.peers import peers_table, plot_peers, run_peers, save_record
+    from slimbert.bench.peers import peers_tables, plot_peers, run_peers, save_record
 
     for path in artifact or []:
         if not (path / "slimbert.json").is_file():
             raise SlimbertError(f"--artifact {path} is not a slimbert artifact (no slimbert.json)")
     record = run_peers(model, task, list(artifact or []), data_dir=data_dir, threads=threads, budget_s=budget,
                        natural_examples=natural_examples, log=err.print)
-    _emit_record(record, "peers", out, json_out, save_record, plot_peers, peers_table)
+    _emit_record(record, "peers", out, json_out, save_record, plot_peers, peers_tables)
 
 
 def _emit_record(record: dict, subcommand: str, out: Path | None, json_out: bool, save, plot, table) -> None:

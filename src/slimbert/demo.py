@@ -54,7 +54,7 @@ def run(runs: Path, fast: bool, data_dir: str | None, log, console: Console) -> 
 
     from slimbert.api import compress
     from slimbert.bench.html_report import render_bench_report, write_report
-    from slimbert.bench.peers import peers_table, run_peers
+    from slimbert.bench.peers import peers_tables, run_peers
     from slimbert.data.loaders import TaskData
     from slimbert.data.tasks import get_task
     from slimbert.finetune import finetune
@@ -109,7 +109,7 @@ def run(runs: Path, fast: bool, data_dir: str | None, log, console: Console) -> 
                "BENCHMARKS.md and benchmarks/results hold the full experiments.</p>")
     html_path = write_report(runs / "demo-report.html", render_bench_report(records, peers=peers, preface=preface,
                                                                             title="slimbert demo: SST-2 on MiniLM-L6"))
-    console.print(peers_table(peers))
+    console.print(peers_tables(peers))
     console.print(f"\nArtifacts: {', '.join(str(runs / name) for name, *_ in plans)} (each with report.html)")
     console.print(f"HTML report: {html_path.resolve()}")
 

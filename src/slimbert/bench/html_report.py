@@ -105,7 +105,7 @@ def peers_html(peers: dict) -> str:
     """The ``slimbert bench peers`` record: its table and Pareto plot."""
     import tempfile
 
-    from slimbert.bench.peers import peers_table, plot_peers
+    from slimbert.bench.peers import peers_tables, plot_peers
     from slimbert.report.card_html import markdown_to_html
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +113,8 @@ def peers_html(peers: dict) -> str:
         plot_peers(peers, png)
         image = png_img(png, "peers Pareto plot")
     return (f"<p>Teacher <code>{esc(peers['teacher'])}</code>, {esc(peers['task'])} dev set, one process, interleaved; "
-            f"command: <code>{esc(peers.get('command', ''))}</code></p>" + markdown_to_html(peers_table(peers)) + image)
+            f"command: <code>{esc(peers.get('command', ''))}</code></p>" + markdown_to_html(peers_tables(peers))
+            + image)
 
 
 def render_bench_report(records: dict[str, BenchRecord], title: str = "slimbert: the survey's Table 1 on this model",

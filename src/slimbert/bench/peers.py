@@ -14,6 +14,10 @@ The peer paths, each given its best settings:
 
 and each slimbert artifact given with ``--artifact`` on each runtime it has. A path that cannot be
 measured is listed with the reason.
+
+Each path also gets its compute floor at the padded shapes (:mod:`slimbert.measure.peak`): batch x FLOPs per
+example / the runtime's own measured matrix-product peak in the precision the path computes in, and the
+measured latency's ratio to it (how far each path is from the hardware).
 """
 
 from __future__ import annotations
@@ -31,24 +35,29 @@ from slimbert.data.batching import length_sorted_batches
 from slimbert.data.encoding import EncodedDataset, PadCollator
 from slimbert.data.tasks import get_task
 from slimbert.environment import environment
-from slimbert.export.onnx import export_onnx, onnx_logits, onnx_session, quiet_root_logging
+from slimbert.export.onnx import computes_in_int8, export_onnx, onnx_logits, onnx_session, quiet_root_logging
 from slimbert.export.openvino import (
     OPENVINO_DIR,
     OPENVINO_XML,
     export_openvino,
+    ir_precision,
     nncf_int8_ir,
     openvino_logits,
     openvino_model,
 )
 from slimbert.export.runtimes import available_runtimes, open_session
+from slimbert.measure.flops import flops_per_example
 from slimbert.measure.latency import random_inputs, set_threads, time_interleaved
+from slimbert.measure.peak import gemm_peaks
 from slimbert.measure.size import MB, file_size
 from slimbert.models.artifact import ONNX_NAME, WEIGHTS_NAME, load_compressed
 from slimbert.models.loading import load_model, resolve_model_source
+from slimbert.models.module_kinds import computes_in_int8 as module_computes_in_int8
 from slimbert.models.shape import shape_of
 from slimbert.training.settings import RunSettings
 from slimbert.training.task_data import TaskDataset
 
+INT8_PEERS = ("ort-quantize-dynamic", "openvino-nncf-int8", "torchao-int8-dynamic")
 PADDED_BATCHES = (1, 32)  # padded to 128 tokens (or the model's positions, if fewer)
 NATURAL_BATCHES = (1, 32)
 
@@ -65,6 +74,9 @@ class PeerPath:
     size_mb: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)  # "b1s128" / "b32s128" padded; "b1nat" / "b32nat"
     missing: str | None = None  # why the path could not be measured
+    flops: int | None = None  # per example at the padded length (the model's, whatever runs it)
+    precision: str = "fp32"  # "fp32" | "int8": what its matrix products run in (picks the peak of its floor)
+    compute_floor: dict[str, dict[str, float]] = field(default_factory=dict)  # shape -> floor_ms, ratio
     run: Callable[[dict[str, np.ndarray]], Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +103,7 @@ def _torchao_int8(model):
     return quantized
 
 
-def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, log) -> list[PeerPath]:
+def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, log, seq: int = 128) -> list[PeerPath]:
     """The teacher on every peer path (exported into ``work``)."""
     import torch
 
@@ -136,6 +148,10 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
     except Exception as exc:  # optional: not installed, or no kernel for this CPU
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
                               missing=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
+    flops = flops_per_example(teacher.model, seq)
+    for p in paths:  # every peer runs the teacher's products, in int8 where its tool quantized them
+        p.flops = flops
+        p.precision = "int8" if p.name in INT8_PEERS else "fp32"
     return paths
 
 
@@ -143,9 +159,13 @@ def _ir_size(xml: Path) -> float:
     return (file_size(xml) + file_size(Path(xml).with_suffix(".bin"))) / MB
 
 
-def artifact_paths(directory: Path, data: TaskDataset, threads: int) -> list[PeerPath]:
+def artifact_paths(directory: Path, data: TaskDataset, threads: int, seq: int = 128) -> list[PeerPath]:
     """A slimbert artifact on each runtime it has."""
     bundle = load_compressed(directory)
+    flops = flops_per_example(bundle.model, seq)
+    precision = {"pytorch": "int8" if module_computes_in_int8(bundle.model) else "fp32",
+                 "onnxruntime": "int8" if computes_in_int8(bundle) else "fp32",
+                 "openvino": ir_precision(directory / OPENVINO_DIR / OPENVINO_XML)}
     out = []
     for runtime in available_runtimes(directory):
         session = open_session(bundle, directory, runtime, threads)
@@ -153,8 +173,22 @@ def artifact_paths(directory: Path, data: TaskDataset, threads: int) -> list[Pee
                 file_size(directory / ONNX_NAME) / MB if runtime == "onnxruntime" else
                 _ir_size(directory / OPENVINO_DIR / OPENVINO_XML))
         out.append(PeerPath(f"{directory.name}@{runtime}", "slimbert", runtime, f"slimbert artifact {directory}",
-                            size_mb=size, run=session.run))
+                            size_mb=size, run=session.run, flops=flops, precision=precision[runtime]))
     return out
+
+
+def fill_compute_floors(paths: list[PeerPath], peaks: dict[str, dict[str, float]]) -> None:
+    """Each timed path's floor at the padded shapes ("b{B}s{S}"): ``B x FLOPs / peak`` and latency / floor."""
+    for p in paths:
+        peak = peaks.get(p.runtime, {}).get(p.precision)
+        if not (peak and p.flops):
+            continue
+        for shape, ms in p.latency_ms.items():
+            if not shape.startswith("b") or "s" not in shape[1:]:
+                continue  # natural lengths: no single FLOPs count
+            batch = int(shape[1:].split("s")[0])
+            floor = batch * p.flops / (peak * 1e9) * 1e3
+            p.compute_floor[shape] = {"floor_ms": floor, "ratio": ms / floor}
 
 
 def _accuracy(path: PeerPath, data: TaskDataset, tokenizer) -> float:
@@ -216,9 +250,10 @@ def run_peers(teacher: str, task: str, artifacts: list[Path], *, data_dir: str |
     data.settings, _ = data.settings.for_model(shape_of(teacher_bundle.model).max_positions, teacher)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="slimbert-peers-") as tmp:
-        paths = peer_paths(teacher, data, Path(tmp), threads, log)
+        seq = data.settings.seq_len
+        paths = peer_paths(teacher, data, Path(tmp), threads, log, seq)
         for artifact in artifacts:
-            paths += artifact_paths(Path(artifact), data, threads)
+            paths += artifact_paths(Path(artifact), data, threads, seq)
         tokenizer = teacher_bundle.tokenizer
         for p in paths:
             if p.missing is None:
@@ -228,8 +263,10 @@ def run_peers(teacher: str, task: str, artifacts: list[Path], *, data_dir: str |
         dev = next(iter(data.eval_sets(tokenizer).values()))
         natural = {b: natural_batches(dev, b, tokenizer.pad_token_id or 0, names, natural_examples)
                    for b in NATURAL_BATCHES}
-        time_paths(paths, teacher_bundle.model.config.vocab_size, names, natural, threads, budget_s, log,
-                   seq=data.settings.seq_len)
+        time_paths(paths, teacher_bundle.model.config.vocab_size, names, natural, threads, budget_s, log, seq=seq)
+        log("peers: measuring each runtime's matrix-product peak (the compute floor)")
+        peaks = gemm_peaks(threads)
+        fill_compute_floors(paths, peaks)
     reference = next(p for p in paths if p.name == "pytorch-fp32")
     rows = []
     for p in paths:
@@ -241,6 +278,7 @@ def run_peers(teacher: str, task: str, artifacts: list[Path], *, data_dir: str |
             "padded_shapes": [f"b{b}s{data.settings.seq_len}" for b in PADDED_BATCHES],
             "artifacts": [str(a) for a in artifacts], "threads": threads, "budget_s": budget_s,
             "natural_examples": natural_examples, "seconds": round(time.perf_counter() - started, 1),
+            "gemm_peaks": peaks,
             "rows": rows, "environment": environment(threads)}
 
 
@@ -262,6 +300,34 @@ def peers_table(record: dict[str, Any]) -> str:
                      f"{r['size_mb']:.1f} | " + " | ".join(cells) +
                      f" | {sp.get(b1, 0):.2f}x / {sp.get(b32, 0):.2f}x |")
     return "\n".join(lines)
+
+
+def floors_table(record: dict[str, Any]) -> str:
+    """Markdown: each path's compute floor at the padded shapes and how far its latency is from it."""
+    peaks = record.get("gemm_peaks") or {}
+    b1, b32 = record["padded_shapes"]
+    lines = [f"| path | runtime | precision | GFLOPs / example | peak GOP/s | floor {b1} ms | latency / floor | "
+             f"floor {b32} ms | latency / floor |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        floors = r.get("compute_floor") or {}
+        if r["missing"] or not floors:
+            continue
+        peak = peaks.get(r["runtime"], {}).get(r["precision"], 0.0)
+        cells = [f"{floors[k]['floor_ms']:.2f} | {floors[k]['ratio']:.1f}x" if k in floors else "n/a | n/a"
+                 for k in (b1, b32)]
+        lines.append(f"| {r['name']} | {r['runtime']} | {r['precision']} | {r['flops'] / 1e9:.3f} | {peak:.0f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def peers_tables(record: dict[str, Any]) -> str:
+    """Markdown: the side-by-side table, then the compute floors (records before the floors have only the first)."""
+    floors = floors_table(record)
+    if floors.count("\n") < 2:
+        return peers_table(record)
+    return (peers_table(record) + "\n\nHow far from the hardware: floor = batch x FLOPs / the runtime's measured "
+            "matrix-product peak in the path's precision (1.0x would be every cycle in matrix products at full "
+            "speed).\n\n" + floors)
 
 
 def plot_peers(record: dict[str, Any], path: Path) -> Path:

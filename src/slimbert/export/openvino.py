@@ -112,6 +112,12 @@ def _nncf_int8(model, batches: list[dict[str, np.ndarray]]):
                              subset_size=len(batches))
 
 
+def ir_precision(xml: str | Path) -> str:
+    """How an artifact's IR computes ("fp32" | "int8"), as recorded beside it at conversion."""
+    recorded = Path(xml).with_name(PRECISION_FILE)
+    return json.loads(recorded.read_text()).get("precision", "fp32") if recorded.is_file() else "fp32"
+
+
 def openvino_model(xml: str | Path, threads: int | None = None, hint: str | None = "recorded"):
     """A compiled OpenVINO CPU model. ``hint``: the inference precision hint ("f32", "bf16", None for OpenVINO's
     default); by default the one recorded beside the IR (f32 when nothing is recorded)."""
