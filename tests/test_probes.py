@@ -100,3 +100,12 @@ def test_cut_error_tells_cancelling_removals_from_coherent_ones():
     cut = cut_error(Wrapped(mixed), [mixed], {"x": torch.randn(64, 256)}, keep=0.5)
     assert cut["coherence"] == pytest.approx((2 / torch.pi) ** 0.5, abs=0.05)  # independent signs cancel
     assert cut["relative_output_error"] == pytest.approx(0.5 ** 0.5, abs=0.05)
+
+
+def test_heldout_overlap_counts_texts_found_inside_training_texts():
+    overlap = probe("heldout_overlap").overlap
+    result = overlap(["lazy writing", "a gem", "is just lazy writing"], ["it is just lazy writing", "a gem of a film"])
+    assert result["inside_a_training_text"] == 3 and result["exact_duplicates"] == 0
+    result = overlap(["a gem of a film", "a fresh story"], ["it is just lazy writing", "a gem of a film"])
+    assert result == {"examples": 2, "inside_a_training_text": 1, "inside_fraction": 0.5, "exact_duplicates": 1,
+                      "median_words": 4.0}
