@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slimbert.bench.experiments import load_experiment
-from slimbert.bench.runner import load_results, run_experiment
+from slimbert.bench.runner import load_results, retime_experiment, run_experiment
 from slimbert.bench.tables import latency_table, quality_size_table
 from slimbert.errors import ConfigError
 
@@ -49,6 +49,12 @@ def test_runner_writes_result_json(tiny_bert_dir, tiny_glue, tmp_path):
     results = load_results(tmp_path / "results")
     assert list(results) == ["tiny-int8"]
     assert "tiny-int8" in quality_size_table(results) and "b1s16" in latency_table(results)
+    timed = set(record.card.compressed.latency_ms)
+    assert timed == {"pytorch", "onnxruntime", "openvino"}
+    # A re-time measures every runtime the run measured (it once dropped OpenVINO from the record).
+    retimed = retime_experiment(exp, results_dir=tmp_path / "results", log=lambda m: None)
+    assert set(retimed.card.compressed.latency_ms) == timed == set(retimed.card.baseline.latency_ms)
+    assert retimed.latency_command.startswith("slimbert bench retime")
 
 
 def test_every_committed_result_loads_as_a_typed_record():

@@ -72,6 +72,7 @@ def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=pri
     figure in BENCHMARKS.md was taken under the same conditions.
     """
     from slimbert.export.onnx import export_onnx
+    from slimbert.export.openvino import OPENVINO_DIR, OPENVINO_XML, export_openvino
     from slimbert.measure.latency import LatencyTarget, measure_latency
     from slimbert.models.artifact import ONNX_NAME, load_compressed
     from slimbert.models.loading import load_model
@@ -88,9 +89,14 @@ def retime_experiment(path: str | Path, results_dir: Path = RESULTS_DIR, log=pri
         base_onnx = export_onnx(baseline, Path(tmp) / "baseline.onnx")
         names, vocab = baseline.arch.inputs, baseline.model.config.vocab_size
         comp_onnx = exp.output_dir / ONNX_NAME
+        comp_ir = exp.output_dir / OPENVINO_DIR / OPENVINO_XML
+        # OpenVINO too, as the run timed it: the baseline's fp32 IR, the artifact's own IR when it has one.
+        base_ir = export_openvino(baseline, Path(tmp) / "baseline-openvino").path if comp_ir.is_file() else None
         timings = measure_latency(
-            [LatencyTarget("baseline", baseline.model, str(base_onnx.path), names, vocab),
-             LatencyTarget("compressed", compressed.model, str(comp_onnx) if comp_onnx.is_file() else None, names, vocab)],
+            [LatencyTarget("baseline", baseline.model, str(base_onnx.path), names, vocab,
+                           str(base_ir) if base_ir else None),
+             LatencyTarget("compressed", compressed.model, str(comp_onnx) if comp_onnx.is_file() else None, names,
+                           vocab, str(comp_ir) if comp_ir.is_file() else None)],
             grid=tuple(tuple(g) for g in exp.latency.grid), threads=exp.latency.threads, budget_s=exp.latency.budget_s,
             progress=log)
     card = record.card.with_latency(timings["baseline"], timings["compressed"], Environment.current(exp.latency.threads))
