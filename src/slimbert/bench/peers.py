@@ -47,8 +47,8 @@ from slimbert.export.openvino import (
 )
 from slimbert.export.runtimes import available_runtimes, open_session
 from slimbert.measure.flops import flops_per_example
-from slimbert.measure.latency import random_inputs, set_threads, time_interleaved
-from slimbert.measure.peak import gemm_peaks
+from slimbert.measure.latency import grid_key, parse_grid_key, random_inputs, set_threads, time_interleaved
+from slimbert.measure.peak import floor_ms, gemm_peaks
 from slimbert.measure.size import MB, file_size
 from slimbert.models.artifact import ONNX_NAME, WEIGHTS_NAME, load_compressed
 from slimbert.models.loading import load_model, resolve_model_source
@@ -57,7 +57,6 @@ from slimbert.models.shape import shape_of
 from slimbert.training.settings import RunSettings
 from slimbert.training.task_data import TaskDataset
 
-INT8_PEERS = ("ort-quantize-dynamic", "openvino-nncf-int8", "torchao-int8-dynamic")
 PADDED_BATCHES = (1, 32)  # padded to 128 tokens (or the model's positions, if fewer)
 NATURAL_BATCHES = (1, 32)
 
@@ -129,7 +128,7 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
     _ort_quantize_dynamic(fused.path, work / "ort-qdyn.onnx")
     ort_q = onnx_session(work / "ort-qdyn.onnx", threads, spinning=False)
     paths.append(PeerPath("ort-quantize-dynamic", "peer", "onnxruntime",
-                          "ONNX Runtime quantize_dynamic (int8 per-channel) on the fused graph",
+                          "ONNX Runtime quantize_dynamic (int8 per-channel) on the fused graph", precision="int8",
                           size_mb=file_size(work / "ort-qdyn.onnx") / MB, run=lambda f, s=ort_q: onnx_logits(s, f)))
     log("peers: converting the teacher to OpenVINO (fp32, and int8 with NNCF)")
     ov_fp32 = export_openvino(teacher, work / "ov-fp32")
@@ -141,17 +140,16 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
     compiled_q = openvino_model(int8, threads, hint=None)
     paths.append(PeerPath("openvino-nncf-int8", "peer", "openvino",
                           "OpenVINO + NNCF int8 post-training quantization (300 training examples), default hint",
-                          size_mb=_ir_size(int8), run=lambda f, c=compiled_q: openvino_logits(c, f)))
+                          precision="int8", size_mb=_ir_size(int8), run=lambda f, c=compiled_q: openvino_logits(c, f)))
     try:
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
-                              run=torch_run(_torchao_int8(teacher.model.eval()))))
+                              precision="int8", run=torch_run(_torchao_int8(teacher.model.eval()))))
     except Exception as exc:  # optional: not installed, or no kernel for this CPU
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
-                              missing=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
+                              precision="int8", missing=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
     flops = flops_per_example(teacher.model, seq)
-    for p in paths:  # every peer runs the teacher's products, in int8 where its tool quantized them
+    for p in paths:  # every peer runs the teacher's products (in the precision its tool left them in)
         p.flops = flops
-        p.precision = "int8" if p.name in INT8_PEERS else "fp32"
     return paths
 
 
@@ -184,10 +182,10 @@ def fill_compute_floors(paths: list[PeerPath], peaks: dict[str, dict[str, float]
         if not (peak and p.flops):
             continue
         for shape, ms in p.latency_ms.items():
-            if not shape.startswith("b") or "s" not in shape[1:]:
+            padded = parse_grid_key(shape)
+            if padded is None:
                 continue  # natural lengths: no single FLOPs count
-            batch = int(shape[1:].split("s")[0])
-            floor = batch * p.flops / (peak * 1e9) * 1e3
+            floor = floor_ms(padded[0], p.flops, peak)
             p.compute_floor[shape] = {"floor_ms": floor, "ratio": ms / floor}
 
 
@@ -226,7 +224,7 @@ def time_paths(paths: list[PeerPath], vocab: int, names: tuple[str, ...], natura
             log(f"peers: timing {runtime} at batch {batch} x seq {seq} ({len(block)} paths)")
             stats = time_interleaved({p.name: (lambda p=p: p.run(feeds)) for p in block}, budget_s=budget_s)
             for p in block:
-                p.latency_ms[f"b{batch}s{seq}"] = stats[p.name].median_ms
+                p.latency_ms[grid_key(batch, seq)] = stats[p.name].median_ms
         for batch, batches in natural.items():
             log(f"peers: timing {runtime} at batch {batch}, natural lengths ({len(block)} paths)")
 
@@ -275,7 +273,7 @@ def run_peers(teacher: str, task: str, artifacts: list[Path], *, data_dir: str |
                                           if k in reference.latency_ms and v}
         rows.append(row)
     return {"teacher": str(teacher), "task": data.task.name, "metric": data.task.main_metric,
-            "padded_shapes": [f"b{b}s{data.settings.seq_len}" for b in PADDED_BATCHES],
+            "padded_shapes": [grid_key(b, data.settings.seq_len) for b in PADDED_BATCHES],
             "artifacts": [str(a) for a in artifacts], "threads": threads, "budget_s": budget_s,
             "natural_examples": natural_examples, "seconds": round(time.perf_counter() - started, 1),
             "gemm_peaks": peaks,
@@ -322,9 +320,9 @@ def floors_table(record: dict[str, Any]) -> str:
 
 def peers_tables(record: dict[str, Any]) -> str:
     """Markdown: the side-by-side table, then the compute floors (records before the floors have only the first)."""
-    floors = floors_table(record)
-    if floors.count("\n") < 2:
+    if not any(r.get("compute_floor") for r in record["rows"]):
         return peers_table(record)
+    floors = floors_table(record)
     return (peers_table(record) + "\n\nHow far from the hardware: floor = batch x FLOPs / the runtime's measured "
             "matrix-product peak in the path's precision (1.0x would be every cycle in matrix products at full "
             "speed).\n\n" + floors)

@@ -11,6 +11,7 @@ the requested batch x sequence length.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -50,6 +51,12 @@ class LatencyStats:
 
 def grid_key(batch: int, seq: int) -> str:
     return f"b{batch}s{seq}"
+
+
+def parse_grid_key(key: str) -> tuple[int, int] | None:
+    """(batch, seq) of a :func:`grid_key` ("b32s128"); None for other keys (e.g. "b1nat": natural lengths)."""
+    match = re.fullmatch(r"b(\d+)s(\d+)", key)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def time_interleaved(runners: dict[str, Runner], *, warmup: int = 3, min_runs: int = 5, max_runs: int = 50,

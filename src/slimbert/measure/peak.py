@@ -56,6 +56,11 @@ def _onnx_gemm(path: Path, n: int, int8: bool) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
+def floor_ms(batch: int, flops_per_example: float, peak_gops: float) -> float:
+    """The compute floor: milliseconds for ``batch`` examples' products at the measured ``peak`` (GOP/s)."""
+    return batch * flops_per_example / (peak_gops * 1e9) * 1e3
+
+
 @lru_cache(maxsize=4)
 def gemm_peaks(threads: int = 2, n: int = GEMM_N) -> dict[str, dict[str, float]]:
     """``{runtime: {"fp32": GFLOP/s, "int8": GOP/s}}`` of an N x N x N matrix product on each runtime (measured

@@ -54,7 +54,8 @@ from typing import Any, Literal
 from slimbert.config import build_dataclass, to_plain
 from slimbert.environment import environment
 from slimbert.errors import SlimbertError
-from slimbert.measure.latency import LatencyStats
+from slimbert.measure.latency import LatencyStats, parse_grid_key
+from slimbert.measure.peak import floor_ms
 
 SCHEMA_VERSION = 3  # 3: OpenVINO measurements, serving runtime, stages
 DERIVED_KEYS = ("ratios",)  # written for other readers, recomputed from the measurements on load
@@ -344,10 +345,10 @@ class ReportCard:
                 precision = m.precisions.get(runtime, "fp32")
                 peak = self.gemm_peaks.get(runtime, {}).get(precision)
                 for shape, stats in by_shape.items():
-                    batch, seq = (int(x) for x in shape[1:].split("s"))
+                    batch, seq = parse_grid_key(shape)
                     flops = m.flops if seq == self.flops_seq_len else m.flops_at.get(str(seq))
                     if peak and flops:
-                        floor = batch * flops / (peak * 1e9) * 1e3
+                        floor = floor_ms(batch, flops, peak)
                         out.append(ComputeFloor(side, runtime, shape, precision, peak, floor, stats.median_ms / floor))
         return out
 
