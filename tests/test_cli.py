@@ -115,3 +115,18 @@ def test_finetune_holdout_sets_examples_aside(tiny_bert_dir, tiny_glue, tmp_path
                     "--json")
     summary = json.loads(proc.stdout)
     assert summary["train_examples"] == total - 40 and summary["settings"]["holdout"] == 40
+
+
+def test_holdout_mode_sentences_and_a_wrong_mode(tiny_bert_dir, tiny_glue, tmp_path):
+    """`--holdout-mode sentences` reaches the run (recorded in its settings); a wrong mode or one without
+    --holdout is refused before anything is trained."""
+    proc = slimbert("finetune", "--model", tiny_bert_dir, "--task", "sst2", "--data-dir", tiny_glue,
+                    "--out", tmp_path / "teacher", "--holdout", "10", "--holdout-mode", "sentences",
+                    "--max-steps", "1", "--max-eval-samples", "8", "--json")
+    assert json.loads(proc.stdout)["settings"]["holdout_mode"] == "sentences"
+    for extra, message in ((["--holdout", "10", "--holdout-mode", "phrases"], "must be random or sentences"),
+                           (["--holdout-mode", "sentences"], "needs holdout")):
+        bad = slimbert("finetune", "--model", tiny_bert_dir, "--task", "sst2", "--data-dir", tiny_glue,
+                       "--out", tmp_path / "bad", *extra, "--max-steps", "1", check=False)
+        assert bad.returncode != 0 and message in bad.stderr.replace("\n", " "), bad.stderr
+        assert not (tmp_path / "bad").exists()

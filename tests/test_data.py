@@ -146,3 +146,54 @@ def test_metrics_against_known_values():
     assert cola["mcc"] == pytest.approx(1.0)
     stsb = compute_metrics(get_task("stsb"), np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.5]))
     assert stsb["spearman"] == pytest.approx(1.0) and 0.99 < stsb["pearson"] < 1.0
+
+
+def _phrases(sentence: str) -> list[str]:
+    """SST-2-style rows: a sentence and some of its phrases (contiguous word spans)."""
+    words = sentence.split()
+    return [sentence, " ".join(words[:2]), " ".join(words[1:]), words[-1]]
+
+
+def test_sentence_disjoint_holdout_shares_no_text_with_training():
+    """holdout_mode sentences: whole sentences are held out and every training phrase inside one is dropped, so
+    no held-out text occurs in a training text (the random split's 1,793 of 2,000 on SST-2); phrases shared with a
+    sentence that stays in training stay only if they are not inside a held-out one."""
+    from slimbert.data.holdout import sentence_disjoint_split, word_spans
+
+    sentences = [f"film {i} was quite good number {i}" for i in range(30)] + ["a dull and tired film"]
+    rows = [Example(texts=(p,), label=i % 2) for i, s in enumerate(sentences) for p in _phrases(s)]
+    rows.append(Example(texts=("film 3 was quite good number 3",), label=1))  # an exact duplicate of a sentence
+    train, held = sentence_disjoint_split(rows, 5, seed=1)
+    held_texts = {e.texts[0] for e in held}
+    assert held_texts <= set(sentences) and len(held_texts) == 5  # whole sentences, never one of their phrases
+    spans = set().union(*(word_spans(t) for t in held_texts))
+    assert not any(e.texts[0] in spans for e in train)
+    assert not any(h in t.texts[0] for h in held_texts for t in train)  # nothing held out occurs in training
+    assert len(train) + len(held) < len(rows)  # phrases were dropped, not just moved
+    kept = {e.texts[0] for e in train}
+    assert set(sentences) - held_texts <= kept  # sentences not held out stay in training
+    # Seeded: the same draw whatever the input order.
+    again_train, again_held = sentence_disjoint_split(list(reversed(rows)), 5, seed=1)
+    assert {e.texts[0] for e in again_held} == held_texts
+    assert sorted(e.texts[0] for e in again_train) == sorted(e.texts[0] for e in train)
+    with pytest.raises(DataError, match="only 31 texts"):
+        sentence_disjoint_split(rows, 32, seed=1)
+    with pytest.raises(DataError, match="single-text task"):
+        sentence_disjoint_split([Example(texts=("a", "b"), label=0)], 1, seed=1)
+
+
+def test_sentence_holdout_on_real_sst2(real_glue):
+    """On the real SST-2: 1,000 held-out sentences (median length near the dev set's 19 words) and their phrases
+    leave training; none of them occurs in a remaining training phrase."""
+    import statistics
+
+    from slimbert.training.settings import RunSettings
+    from slimbert.training.task_data import TaskDataset
+
+    data = TaskDataset(get_task("sst2"), RunSettings(data_dir=str(real_glue), holdout=1000, holdout_mode="sentences"))
+    held = [e.texts[0] for e in data.heldout_examples()]
+    train = data.train_examples(subsample=False)
+    assert len(held) >= 1000 and statistics.median(len(t.split()) for t in held) >= 15
+    joined = "\n".join(e.texts[0] for e in train)
+    assert sum(1 for t in held[:200] if t in joined) == 0
+    assert 50_000 < len(train) < 67_349 - 1000

@@ -45,11 +45,14 @@ RegressionOpt = Annotated[bool, typer.Option("--regression", help="csv: tasks: n
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 HoldoutOpt = Annotated[Optional[int], typer.Option(
     "--holdout", help="Set aside N training examples (seeded), never trained on: a split to choose models on.")]
+HoldoutModeOpt = Annotated[str, typer.Option(
+    "--holdout-mode", help="'random' training examples, or whole 'sentences' with their phrases dropped from training "
+    "(SST-2: its random held-out phrases are mostly pieces of training phrases).")]
 EvalSplitOpt = Annotated[str, typer.Option("--eval-split", help="Evaluate on 'dev' or on the 'heldout' examples.")]
 
 
 def _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
-              batch_size=None, learning_rate=None, holdout=None, eval_split="dev"):
+              batch_size=None, learning_rate=None, holdout=None, eval_split="dev", holdout_mode="random"):
     from slimbert.training.settings import RunSettings
 
     if eval_split not in ("dev", "heldout"):
@@ -57,7 +60,7 @@ def _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, 
     settings = RunSettings(data_dir=data_dir, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                            epochs=epochs, max_steps=max_steps, seed=seed, max_seq_len=max_seq_len,
                            batch_size=batch_size, learning_rate=learning_rate, holdout=holdout,
-                           eval_split=eval_split)
+                           holdout_mode=holdout_mode, eval_split=eval_split)
     settings.validate()
     return settings
 
@@ -87,7 +90,7 @@ def finetune(
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 5e-5).")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
-    holdout: HoldoutOpt = None,
+    holdout: HoldoutOpt = None, holdout_mode: HoldoutModeOpt = "random",
     text_col: TextColOpt = None, label_col: LabelColOpt = None, regression: RegressionOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Train again even if OUT is finished.")] = False,
     json_out: JsonOpt = False,
@@ -99,7 +102,7 @@ def finetune(
     from slimbert.training.config import TrainConfig
 
     settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
-                         batch_size, lr, holdout=holdout)
+                         batch_size, lr, holdout=holdout, holdout_mode=holdout_mode)
     cfg = replace(TrainConfig(), eval_every=eval_every, grad_accum_steps=grad_accum)
     summary = run(model, task, out, settings, train_config=cfg, text_cols=text_col, label_col=label_col,
                   regression=regression, overwrite=overwrite, log=err.print)
@@ -125,7 +128,7 @@ def evaluate_cmd(
     regression: RegressionOpt = False, json_out: JsonOpt = False, runtime: RuntimeOpt = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Same as --runtime onnxruntime.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Evaluation batch size.")] = 128,
-    holdout: HoldoutOpt = None, eval_split: EvalSplitOpt = "dev",
+    holdout: HoldoutOpt = None, holdout_mode: HoldoutModeOpt = "random", eval_split: EvalSplitOpt = "dev",
     # Accepted so that one set of flags works for finetune, eval and compress; eval does not train.
     max_train_samples: Annotated[Optional[int], typer.Option("--max-train-samples", hidden=True)] = None,
     epochs: Annotated[Optional[float], typer.Option("--epochs", hidden=True)] = None,
@@ -145,7 +148,7 @@ def evaluate_cmd(
     if batch_size < 1:
         raise SlimbertError(f"--batch-size must be >= 1, got {batch_size}")
     settings = _settings(data_dir, None, max_eval_samples, None, None, 42, max_seq_len, holdout=holdout,
-                         eval_split=eval_split)
+                         holdout_mode=holdout_mode, eval_split=eval_split)
     data = TaskDataset(get_task(task, text_cols=text_col, label_col=label_col, regression=regression), settings)
     bundle = load_model(model, data.task)
     data.settings, note = settings.for_model(shape_of(bundle.model).max_positions, model)
@@ -217,14 +220,14 @@ def compress(
     start_from: Annotated[Optional[str], typer.Option(
         "--start-from", help="Start the recipe from this model (e.g. minilm-l6, the pretrained checkpoint) instead of "
                              "MODEL, which stays the teacher and the baseline (movement pruning's setting).")] = None,
-    holdout: HoldoutOpt = None, eval_split: EvalSplitOpt = "dev",
+    holdout: HoldoutOpt = None, holdout_mode: HoldoutModeOpt = "random", eval_split: EvalSplitOpt = "dev",
     json_out: JsonOpt = False,
 ):
     """Run a recipe; write the compressed model, its ONNX export and the report card to OUT."""
     from slimbert.api import compress as run
 
     settings = _settings(data_dir, max_train_samples, max_eval_samples, epochs, max_steps, seed, max_seq_len,
-                         holdout=holdout, eval_split=eval_split)
+                         holdout=holdout, holdout_mode=holdout_mode, eval_split=eval_split)
     result = run(model, task, recipe, out, settings=settings, text_cols=text_col, label_col=label_col,
                  regression=regression, latency=not no_latency, threads=threads, latency_budget_s=latency_budget,
                  overwrite=overwrite, start_from=start_from, log=err.print)

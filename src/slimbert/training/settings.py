@@ -12,7 +12,7 @@ from slimbert.training.config import TrainConfig
 DEFAULT_SEQ_LEN = 128
 # Settings that change what a run produces (what resume and reuse are keyed by); the others do not.
 TRAINING_FIELDS = ("max_train_samples", "epochs", "max_steps", "seed", "max_seq_len", "batch_size", "learning_rate",
-                   "holdout")
+                   "holdout", "holdout_mode")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class RunSettings:
     batch_size: int | None = None
     learning_rate: float | None = None
     holdout: int | None = None  # training examples set aside, never trained on (for choosing between models)
+    # "random": any training examples; "sentences": whole sentences, their phrases dropped from training
+    # (slimbert.data.holdout: SST-2's random held-out phrases are mostly pieces of training phrases)
+    holdout_mode: Literal["random", "sentences"] = "random"
     eval_split: Literal["dev", "heldout"] = "dev"  # evaluate on the dev split(s), or on the held-out examples
 
     def validate(self) -> None:
@@ -45,6 +48,10 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.holdout_mode not in ("random", "sentences"):
+            raise ConfigError(f"--holdout-mode must be random or sentences, got {self.holdout_mode!r}")
+        if self.holdout_mode == "sentences" and not self.holdout:
+            raise ConfigError("holdout_mode sentences needs holdout: the number of sentences to set aside")
         if self.eval_split == "heldout" and not self.holdout:
             raise ConfigError("eval_split heldout needs holdout: the number of training examples to set aside")
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from slimbert.data.encoding import EncodedDataset, encode
+from slimbert.data.holdout import sentence_disjoint_split
 from slimbert.data.loaders import TaskData
 from slimbert.data.tasks import TaskSpec
 from slimbert.errors import DataError
@@ -26,6 +27,7 @@ class TaskDataset:
         self.settings = settings
         self.data = TaskData(task, settings.data_dir)
         self._encoded: dict[tuple[int, str], Any] = {}
+        self._held_split: tuple[list, list] | None = None  # (training, held-out): computed once
 
     @property
     def task(self) -> TaskSpec:
@@ -33,22 +35,29 @@ class TaskDataset:
 
     def _split_train(self, subsample: bool = True) -> tuple[list, list]:
         """(training examples, held-out examples): ``holdout`` examples of the training split are set aside
-        (seeded, independent of the training seed) and never trained on; the rest is subsampled per
+        (seeded, independent of the training seed) and never trained on (``holdout_mode`` sentences: whole
+        sentences, and every training phrase inside one is dropped too); the rest is subsampled per
         --max-train-samples (unless ``subsample`` is false)."""
-        examples = list(self.data.examples("train"))
-        held: list = []
-        k = self.settings.holdout
-        if k:
-            if k >= len(examples):
-                raise DataError(f"{self.task.name}: holdout {k} leaves no training examples (the split has "
-                                f"{len(examples)})")
-            random.Random(HOLDOUT_SEED).shuffle(examples)
-            held, examples = examples[:k], examples[k:]
+        if self._held_split is None:
+            self._held_split = self._hold_out(list(self.data.examples("train")))
+        examples, held = list(self._held_split[0]), self._held_split[1]
         n = self.settings.max_train_samples
         if subsample and n is not None and n < len(examples):
             random.Random(SUBSET_SEED).shuffle(examples)
             examples = examples[:n]
         return examples, held
+
+    def _hold_out(self, examples: list) -> tuple[list, list]:
+        k = self.settings.holdout
+        if not k:
+            return examples, []
+        if k >= len(examples):
+            raise DataError(f"{self.task.name}: holdout {k} leaves no training examples (the split has "
+                            f"{len(examples)})")
+        if self.settings.holdout_mode == "sentences":
+            return sentence_disjoint_split(examples, k, HOLDOUT_SEED)
+        random.Random(HOLDOUT_SEED).shuffle(examples)
+        return examples[k:], examples[:k]
 
     def train_examples(self, subsample: bool = True) -> list:
         """The training examples (without the held-out ones), subsampled per --max-train-samples unless
