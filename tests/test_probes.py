@@ -8,6 +8,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -109,3 +110,10 @@ def test_heldout_overlap_counts_texts_found_inside_training_texts():
     result = overlap(["a gem of a film", "a fresh story"], ["it is just lazy writing", "a gem of a film"])
     assert result == {"examples": 2, "inside_a_training_text": 1, "inside_fraction": 0.5, "exact_duplicates": 1,
                       "median_words": 4.0}
+
+
+def test_openvino_int8_hint_counts_predictions_that_change():
+    disagreements = probe("openvino_int8_hint").disagreements
+    a = np.array([[0.1, 0.9], [0.8, 0.2], [0.5, 0.4]])
+    b = np.array([[0.2, 0.8], [0.3, 0.7], [0.4, 0.5]])
+    assert disagreements(a, a) == 0 and disagreements(a, b) == 2

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +42,7 @@ from slimbert.export.openvino import (
     export_openvino,
     ir_precision,
     nncf_int8_ir,
+    openvino_hint,
     openvino_logits,
     openvino_model,
 )
@@ -137,10 +138,13 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
                           size_mb=_ir_size(ov_fp32.path), run=lambda f, c=compiled: openvino_logits(c, f)))
     int8 = nncf_int8_ir(ov_fp32.path, work / "ov-int8.xml", data.train_set(teacher.tokenizer),
                         teacher.tokenizer.pad_token_id or 0, names)
-    compiled_q = openvino_model(int8, threads, hint=None)
-    paths.append(PeerPath("openvino-nncf-int8", "peer", "openvino",
-                          "OpenVINO + NNCF int8 post-training quantization (300 training examples), default hint",
-                          precision="int8", size_mb=_ir_size(int8), run=lambda f, c=compiled_q: openvino_logits(c, f)))
+    for suffix, hint, says in (("", None, "default hint (bf16 for the float ops on a CPU with bf16)"),
+                               ("-f32", "f32", "f32 hint for the ops NNCF left in float")):
+        compiled_q = openvino_model(int8, threads, hint=hint)
+        paths.append(PeerPath(f"openvino-nncf-int8{suffix}", "peer", "openvino",
+                              f"OpenVINO + NNCF int8 post-training quantization (300 training examples), {says}",
+                              precision="int8", size_mb=_ir_size(int8),
+                              run=lambda f, c=compiled_q: openvino_logits(c, f)))
     try:
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
                               precision="int8", run=torch_run(_torchao_int8(teacher.model.eval()))))
@@ -172,7 +176,20 @@ def artifact_paths(directory: Path, data: TaskDataset, threads: int, seq: int = 
                 _ir_size(directory / OPENVINO_DIR / OPENVINO_XML))
         out.append(PeerPath(f"{directory.name}@{runtime}", "slimbert", runtime, f"slimbert artifact {directory}",
                             size_mb=size, run=session.run, flops=flops, precision=precision[runtime]))
+        if runtime == "openvino" and precision[runtime] == "int8":
+            out.append(_other_hint_path(directory, out[-1], threads))
     return out
+
+
+def _other_hint_path(directory: Path, recorded: PeerPath, threads: int) -> PeerPath:
+    """An int8 IR compiled with the other precision hint than the one its artifact records: OpenVINO runs the ops
+    NNCF left in float (softmax, layer norms, GELU) in bf16 by default on a CPU with bf16, which is faster and
+    rounds (benchmarks/probes/openvino_int8_hint.py), so both are shown side by side."""
+    xml = directory / OPENVINO_DIR / OPENVINO_XML
+    hint = "f32" if openvino_hint(xml) != "f32" else "bf16"
+    compiled = openvino_model(xml, threads, hint=hint)
+    return replace(recorded, name=f"{recorded.name}-{hint}", description=f"{recorded.description}, {hint} hint",
+                   run=lambda f, c=compiled: openvino_logits(c, f))
 
 
 def fill_compute_floors(paths: list[PeerPath], peaks: dict[str, dict[str, float]]) -> None:

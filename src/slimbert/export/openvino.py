@@ -118,14 +118,19 @@ def ir_precision(xml: str | Path) -> str:
     return json.loads(recorded.read_text()).get("precision", "fp32") if recorded.is_file() else "fp32"
 
 
+def openvino_hint(xml: str | Path) -> str | None:
+    """The inference precision hint recorded beside an IR (None: OpenVINO's default; f32 when nothing is recorded)."""
+    recorded = Path(xml).with_name(PRECISION_FILE)
+    return json.loads(recorded.read_text()).get("inference_precision_hint") if recorded.is_file() else "f32"
+
+
 def openvino_model(xml: str | Path, threads: int | None = None, hint: str | None = "recorded"):
     """A compiled OpenVINO CPU model. ``hint``: the inference precision hint ("f32", "bf16", None for OpenVINO's
     default); by default the one recorded beside the IR (f32 when nothing is recorded)."""
     import openvino as ov
 
     if hint == "recorded":
-        recorded = Path(xml).with_name(PRECISION_FILE)
-        hint = json.loads(recorded.read_text()).get("inference_precision_hint") if recorded.is_file() else "f32"
+        hint = openvino_hint(xml)
     config = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
