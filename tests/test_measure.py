@@ -83,6 +83,12 @@ def test_latency_stats_and_interleaving():
 
     result = time_interleaved({"a": runner("a"), "b": runner("b")}, warmup=2, min_runs=5, max_runs=7, budget_s=0.01)
     assert set(result) == {"a", "b"} and result["a"].runs == 7 and calls["a"] == calls["b"] == 10
+    # Warm turns: 3 consecutive calls per runner per round, the first (after the other runner) not recorded.
+    order: list[str] = []
+    result = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, warmup=0,
+                              min_runs=4, max_runs=4, budget_s=0.0, repeats=3)
+    assert result["a"].runs == result["b"].runs == 8  # 4 rounds x 2 recorded calls
+    assert order[2:] == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
 
 
 def test_profile_components(tmp_path, arch):

@@ -2,18 +2,20 @@
 
 On one teacher and one dev set, in one process, every path is measured the same way: accuracy on the dev
 set, size on disk, and latency at batch 1 and 32, both padded to 128 tokens and at the dev set's natural
-lengths (dynamic padding), runtimes timed in separate interleaved blocks (shared/docs/RUNTIMES.md).
-The peer paths, each given its best settings:
+lengths (dynamic padding), runtimes timed in separate interleaved blocks (shared/docs/RUNTIMES.md); at the
+padded shapes each path's turn is 3 consecutive calls, the first not recorded, so that every model is timed
+warm, as when it is served alone. The peer paths, each given its best settings:
 
 * PyTorch fp32 eager;
 * ONNX Runtime fp32 (the exported graph with its transformer fusions);
 * ONNX Runtime's own ``quantize_dynamic`` on that fused graph (int8 weights, per-channel);
 * OpenVINO fp32 (with an explicit f32 precision hint: its default on this CPU is bf16);
-* OpenVINO + NNCF int8 post-training quantization, calibrated on 300 training examples;
+* OpenVINO + NNCF int8 post-training quantization, calibrated on 300 training examples, with OpenVINO's
+  default precision hint (bf16 for the ops NNCF left in float, on a CPU with bf16) and with f32;
 * torchao int8 dynamic quantization, when torchao is installed and runs on this CPU;
 
-and each slimbert artifact given with ``--artifact`` on each runtime it has. A path that cannot be
-measured is listed with the reason.
+and each slimbert artifact given with ``--artifact`` on each runtime it has (an int8 IR with both hints too).
+A path that cannot be measured is listed with the reason.
 
 Each path also gets its compute floor at the padded shapes (:mod:`slimbert.measure.peak`): batch x FLOPs per
 example / the runtime's own measured matrix-product peak in the precision the path computes in, and the
@@ -60,6 +62,7 @@ from slimbert.training.task_data import TaskDataset
 
 PADDED_BATCHES = (1, 32)  # padded to 128 tokens (or the model's positions, if fewer)
 NATURAL_BATCHES = (1, 32)
+WARM_REPEATS = 3  # consecutive calls per path per round at the padded shapes (measure.latency.time_interleaved)
 
 
 @dataclass
@@ -189,6 +192,7 @@ def _other_hint_path(directory: Path, recorded: PeerPath, threads: int) -> PeerP
     hint = "f32" if openvino_hint(xml) != "f32" else "bf16"
     compiled = openvino_model(xml, threads, hint=hint)
     return replace(recorded, name=f"{recorded.name}-{hint}", description=f"{recorded.description}, {hint} hint",
+                   latency_ms={}, compute_floor={},  # its own (replace would share the recorded path's dicts)
                    run=lambda f, c=compiled: openvino_logits(c, f))
 
 
@@ -239,7 +243,10 @@ def time_paths(paths: list[PeerPath], vocab: int, names: tuple[str, ...], natura
         for batch in PADDED_BATCHES:
             feeds = {k: v.numpy() for k, v in random_inputs(vocab, names, batch, seq).items()}
             log(f"peers: timing {runtime} at batch {batch} x seq {seq} ({len(block)} paths)")
-            stats = time_interleaved({p.name: (lambda p=p: p.run(feeds)) for p in block}, budget_s=budget_s)
+            # Warm turns (3 calls, the first not recorded): each model timed as when served alone, not with its
+            # weights evicted by the previous path's (a small model lost ~1/3 of its speed at b1 to that).
+            stats = time_interleaved({p.name: (lambda p=p: p.run(feeds)) for p in block}, budget_s=budget_s,
+                                     repeats=WARM_REPEATS)
             for p in block:
                 p.latency_ms[grid_key(batch, seq)] = stats[p.name].median_ms
         for batch, batches in natural.items():
