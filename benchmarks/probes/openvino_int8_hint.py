@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from slimbert.data.tasks import get_task
-from slimbert.export.openvino import export_openvino, nncf_int8_ir, openvino_logits, openvino_model, predict_openvino
+from slimbert.export.openvino import (
+    OPENVINO_DIR,
+    OPENVINO_XML,
+    export_openvino,
+    nncf_int8_ir,
+    openvino_logits,
+    openvino_model,
+    predict_openvino,
+)
 from slimbert.measure.latency import grid_key, random_inputs, set_threads, time_interleaved
 from slimbert.models.loading import load_model
 from slimbert.training.evaluate import evaluation_from_logits
@@ -81,7 +89,7 @@ def main() -> None:
                                                          "eval_split": args.eval_split}, "irs": {}}
     for model in args.model:
         bundle = load_model(model, data.task)
-        xml = Path(model) / "openvino" / "model.xml"
+        xml = Path(model) / OPENVINO_DIR / OPENVINO_XML
         record["irs"][model] = probe_ir(xml, data, bundle.tokenizer, bundle.arch.inputs, args.threads, args.budget)
     if args.teacher:
         teacher = load_model(args.teacher, data.task)

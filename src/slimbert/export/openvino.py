@@ -115,16 +115,22 @@ def _nncf_int8(model, batches: list[dict[str, np.ndarray]]):
                              subset_size=len(batches))
 
 
+def _recorded(xml: str | Path) -> dict | None:
+    """What was recorded beside an IR at conversion (``precision.json``), None for an IR without it."""
+    recorded = Path(xml).with_name(PRECISION_FILE)
+    return json.loads(recorded.read_text()) if recorded.is_file() else None
+
+
 def ir_precision(xml: str | Path) -> str:
     """How an artifact's IR computes ("fp32" | "int8"), as recorded beside it at conversion."""
-    recorded = Path(xml).with_name(PRECISION_FILE)
-    return json.loads(recorded.read_text()).get("precision", "fp32") if recorded.is_file() else "fp32"
+    recorded = _recorded(xml)
+    return recorded.get("precision", "fp32") if recorded is not None else "fp32"
 
 
 def openvino_hint(xml: str | Path) -> str | None:
     """The inference precision hint recorded beside an IR (None: OpenVINO's default; f32 when nothing is recorded)."""
-    recorded = Path(xml).with_name(PRECISION_FILE)
-    return json.loads(recorded.read_text()).get("inference_precision_hint") if recorded.is_file() else "f32"
+    recorded = _recorded(xml)
+    return recorded.get("inference_precision_hint") if recorded is not None else "f32"
 
 
 def openvino_model(xml: str | Path, threads: int | None = None, hint: str | None = "recorded"):
