@@ -206,6 +206,29 @@ def test_augmentation_is_deterministic_and_labelled(tiny_model_dirs, ctx, monkey
     assert again == labelled  # from the cache
 
 
+def test_augmentation_sized_by_a_minimum_total(tiny_model_dirs, ctx, monkeypatch, tmp_path):
+    """min_total_examples raises the copies of a small set only; the cache key uses the copies made."""
+    cfg = AugmentConfig(copies=1, min_total_examples=10, neighbours=3)
+    assert [cfg.copies_for(n) for n in (1, 2, 3, 5, 6, 10, 100)] == [9, 4, 3, 1, 1, 1, 1]
+    assert AugmentConfig(copies=2).copies_for(3) == 2
+    assert [replace(cfg, max_copies=4).copies_for(n) for n in (1, 2, 5)] == [4, 4, 1]
+    with pytest.raises(ConfigError, match="min_total_examples"):
+        AugmentConfig(min_total_examples=0).validate()
+    with pytest.raises(ConfigError, match="max_copies"):
+        AugmentConfig(copies=2, max_copies=1).validate()
+    monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path / "cache"))
+    teacher = _teacher(tiny_model_dirs, "bert", ctx, train=False)
+    examples = [Example(("the movie was really good and fun",), 1), Example(("a dull boring film",), 0)]
+    from slimbert.methods.distillation.distill.augment import augment_examples
+
+    sized = augment_examples(examples, teacher.tokenizer, teacher.model, cfg, regression=False, log=lambda m: None)
+    assert len(sized) == 8  # 2 originals x 4 copies: 10 in all
+    four_copies = replace(cfg, copies=4, min_total_examples=None, max_copies=None)
+    fixed = augment_examples(examples, teacher.tokenizer, teacher.model, four_copies, regression=False,
+                             log=lambda m: None)
+    assert fixed == sized and len(list((tmp_path / "cache" / "augment").glob("*.jsonl"))) == 1
+
+
 def test_typed_outputs_view(tiny_model_dirs, arch, ctx):
     bundle = _teacher(tiny_model_dirs, arch, ctx, train=False)
     bundle.model.set_attn_implementation("eager")

@@ -1,13 +1,15 @@
 """Data augmentation for distillation (TinyBERT, Jiao et al. 2020; Tang et al. 2019).
 
-Each original example yields ``copies`` new ones. Per word piece: with ``mask_prob`` it becomes
-[MASK] (Tang et al.'s masking), with ``replace_prob`` it is replaced by a near neighbour --
-candidates come from a masked-LM's top predictions when an MLM model is given (TinyBERT's
-choice; e.g. bert-base-uncased online) and otherwise from the K nearest word pieces in the
-teacher's embedding space (TinyBERT uses GloVe neighbours; the teacher's own embeddings need no
-download). Continuation pieces (##x) are only replaced by continuation pieces, so words stay
-well-formed. With ``ngram_prob`` a single-sentence example is cut to a random n-gram of 1-5 words
-(Tang et al.'s n-gram sampling). The teacher then labels every augmented example.
+Each original example yields ``copies`` new ones, or more where ``min_total_examples`` asks for a
+larger set: a small task (MRPC's 3,668 pairs) then gets as many copies as it takes to reach that
+size, while a large one (32,000 SST-2 sentences) keeps ``copies`` -- one recipe serves both. Per
+word piece: with ``mask_prob`` it becomes [MASK] (Tang et al.'s masking), with ``replace_prob`` it
+is replaced by a near neighbour -- candidates come from a masked-LM's top predictions when an MLM
+model is given (TinyBERT's choice; e.g. bert-base-uncased online) and otherwise from the K nearest
+word pieces in the teacher's embedding space (TinyBERT uses GloVe neighbours; the teacher's own
+embeddings need no download). Continuation pieces (##x) are only replaced by continuation pieces, so
+words stay well-formed. With ``ngram_prob`` a single-sentence example is cut to a random n-gram of
+1-5 words (Tang et al.'s n-gram sampling). The teacher then labels every augmented example.
 
 Generation is batched, shows a progress bar, and is cached on disk (``$SLIMBERT_CACHE``,
 default ``~/.cache/slimbert``) keyed by the data, the teacher and the settings.
@@ -19,7 +21,7 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -45,6 +47,10 @@ class AugmentConfig:
     neighbours: int = 15
     mlm_model: str | None = None  # e.g. bert-base-uncased: MLM candidates instead of embedding neighbours
     max_examples: int | None = None  # augment at most this many originals
+    # Raise the copies per example until originals + augmented reach at least this many examples,
+    # to at most max_copies (a tiny set, e.g. a demo's 1,500 sentences, is not multiplied without bound).
+    min_total_examples: int | None = None
+    max_copies: int | None = None
     seed: int = 0
 
     def validate(self) -> None:
@@ -54,6 +60,18 @@ class AugmentConfig:
             raise ConfigError("replace_prob + mask_prob must be <= 1")
         if self.copies < 1 or self.neighbours < 1 or self.max_ngram < 1:
             raise ConfigError("copies, neighbours and max_ngram must be >= 1")
+        if self.min_total_examples is not None and self.min_total_examples < 1:
+            raise ConfigError(f"min_total_examples must be >= 1 (or unset), got {self.min_total_examples}")
+        if self.max_copies is not None and self.max_copies < self.copies:
+            raise ConfigError(f"max_copies ({self.max_copies}) must be >= copies ({self.copies})")
+
+    def copies_for(self, originals: int) -> int:
+        """Copies per example for a set of ``originals``: ``copies``, or more so that
+        originals * (1 + copies) >= ``min_total_examples``, but no more than ``max_copies``."""
+        if not self.min_total_examples or originals < 1:
+            return self.copies
+        needed = max(self.copies, -(-self.min_total_examples // originals) - 1)
+        return min(needed, self.max_copies) if self.max_copies is not None else needed
 
 
 def cache_dir() -> Path:
@@ -215,6 +233,8 @@ def augment_examples(examples: list[Example], tokenizer, teacher: torch.nn.Modul
                      regression: bool, max_seq_len: int = 128, log=console.print) -> list[Example]:
     """Augmented copies of ``examples`` labelled by the teacher (argmax class, or score); cached on disk."""
     originals = examples[: cfg.max_examples] if cfg.max_examples else examples
+    # The copies fixed for this set, so that the cache key and the generator see one number.
+    cfg = replace(cfg, copies=cfg.copies_for(len(originals)), min_total_examples=None, max_copies=None)
     path = cache_dir() / f"{_fingerprint(originals, teacher, cfg, max_seq_len)}.jsonl"
     if path.is_file():
         log(f"augmentation: reusing {path}")
