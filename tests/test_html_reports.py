@@ -14,7 +14,7 @@ from browser import inspect_html, screenshot
 
 from slimbert.bench.findings import FAILS, HOLDS, answer_findings
 from slimbert.bench.html_report import load_results, render_bench_report, write_report
-from slimbert.bench.survey import pareto_front, survey_rows
+from slimbert.bench.survey import families, pareto_front, survey_rows
 from slimbert.report.card_html import render_card_html
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -92,6 +92,22 @@ def test_findings_follow_the_results(results_dir):
     after = {f.key: f for f in answer_findings(flipped)}
     assert after["e"].verdict == FAILS and after["b"].verdict == FAILS and after["f"].verdict == FAILS
     assert "3.00" in after["b"].evidence  # the cited number follows the data
+
+
+def test_methods_compound_weighs_a_recipe_against_its_own_task(results_dir):
+    """(h) compares a compound recipe with single-family results of the same task, never another task's."""
+    records = load_results(results_dir)
+    compound = [n for n, r in records.items() if r.card is not None and len(families(r.card)) > 1]
+    assert compound == ["fast-cpu-c-select-sst2"]
+    name = compound[0]
+    sst2_rival = {f.key: f for f in answer_findings(records)}["h"].evidence
+    assert name in sst2_rival and "-sst2 " in sst2_rival.split("at that accuracy")[-1]
+    moved = dict(records)
+    card = records[name].card
+    moved[name] = dataclasses.replace(records[name], result=dataclasses.replace(card, task="mrpc"))
+    evidence = {f.key: f for f in answer_findings(moved)}["h"].evidence
+    # As an MRPC result it is weighed against MRPC results only (the fixture's MRPC int8 is not timed): no SST-2 rival.
+    assert name in evidence and "-sst2 " not in evidence.split("at that accuracy")[-1]
 
 
 def test_findings_without_their_experiments_say_not_measured(results_dir):

@@ -182,19 +182,22 @@ def methods_compound(records) -> Finding:
     single, compound = [], []
     for name, card in _cards(records).items():
         s = _best_speed(card)
-        if s is not None:
-            (compound if len(families(card)) > 1 else single).append((s, drop_points(card), name))
+        if s is not None:  # (speed, drop, name, task): a compound is only weighed against its own task's results
+            (compound if len(families(card)) > 1 else single).append((s, drop_points(card), name, card.task))
     if not single or not compound:
         return Finding("h", claim, UNKNOWN, "needs timed single-family and multi-family results")
+
+    def rival(drop: float, task: str):
+        return max((r for r in single if r[3] == task and r[1] <= drop + 0.5), default=None)
+
     wins = []
-    for speed, drop, name in sorted(compound, reverse=True):
-        rivals = [r for r in single if r[1] <= drop + 0.5]
-        best = max(rivals, default=None)
+    for speed, drop, name, task in sorted(compound, reverse=True):
+        best = rival(drop, task)
         if best is None or speed > best[0]:
             wins.append((speed, drop, name, best))
     if not wins:
-        speed, drop, name = max(compound)
-        best = max((r for r in single if r[1] <= drop + 0.5), default=None)
+        speed, drop, name, task = max(compound)
+        best = rival(drop, task)
         return Finding("h", claim, FAILS, f"fastest compound: {name} {speed:.2f}x (drop {drop:.2f}); a single family "
                        f"does better at that accuracy: {best[2]} {best[0]:.2f}x (drop {best[1]:.2f})")
     speed, drop, name, best = wins[0]
