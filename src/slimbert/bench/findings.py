@@ -179,16 +179,22 @@ def _best_speed(card: ReportCard) -> float | None:
 def methods_compound(records) -> Finding:
     claim = ("(h) Methods compound: a recipe combining families is faster than any single family's result of at "
              "least its accuracy (a drop at most 0.5 point larger).")
-    single, compound = [], []
+    single: dict[str, list[tuple[float, float, str]]] = {}  # task -> (speed, drop, name)
+    compound: list[tuple[float, float, str, str]] = []  # (speed, drop, name, task)
     for name, card in _cards(records).items():
         s = _best_speed(card)
-        if s is not None:  # (speed, drop, name, task): a compound is only weighed against its own task's results
-            (compound if len(families(card)) > 1 else single).append((s, drop_points(card), name, card.task))
+        if s is None:
+            continue
+        if len(families(card)) > 1:
+            compound.append((s, drop_points(card), name, card.task))
+        else:
+            single.setdefault(card.task, []).append((s, drop_points(card), name))
     if not single or not compound:
         return Finding("h", claim, UNKNOWN, "needs timed single-family and multi-family results")
 
     def rival(drop: float, task: str):
-        return max((r for r in single if r[3] == task and r[1] <= drop + 0.5), default=None)
+        """The fastest single-family result of the same task at most 0.5 point less accurate."""
+        return max((r for r in single.get(task, []) if r[1] <= drop + 0.5), default=None)
 
     wins = []
     for speed, drop, name, task in sorted(compound, reverse=True):
