@@ -1,4 +1,4 @@
-"""The research probes of benchmarks/probes/ (outside the library): mask overlap, mask probe, cut error."""
+"""The research probes of benchmarks/probes/ (outside the library): masks, cut error, overlap, paired difference."""
 
 from __future__ import annotations
 
@@ -117,3 +117,23 @@ def test_openvino_int8_hint_counts_predictions_that_change():
     a = np.array([[0.1, 0.9], [0.8, 0.2], [0.5, 0.4]])
     b = np.array([[0.2, 0.8], [0.3, 0.7], [0.4, 0.5]])
     assert disagreements(a, a) == 0 and disagreements(a, b) == 2
+
+
+def test_paired_difference_reads_the_examples_the_two_models_disagree_on():
+    paired = probe("paired_difference").paired_difference
+    reference = np.array([True] * 900 + [False] * 100)
+    compressed = reference.copy()
+    compressed[:30] = False  # 30 only the reference gets right
+    compressed[900:910] = True  # 10 only the compressed model gets right
+    result = paired(reference, compressed, budget=1.0)
+    assert (result["only_reference_right"], result["only_compressed_right"]) == (30, 10)
+    assert result["difference_points"] == -2.0
+    assert result["paired_se_points"] == pytest.approx(100 * (40 - 20 ** 2 / 1000) ** 0.5 / 1000, abs=0.01)
+    assert result["paired_se_points"] < result["independent_se_points"]
+    assert result["verdict"] == "unresolved"  # -2.0 +- 1.23 straddles -1
+    assert paired(reference, reference, budget=1.0)["verdict"] == "within"  # identical models: no spread
+    wide_gap = reference.copy()
+    wide_gap[:100] = False
+    assert paired(reference, wide_gap, budget=1.0)["verdict"] == "outside"
+    with pytest.raises(ValueError):
+        paired(reference, reference[:10], budget=1.0)
