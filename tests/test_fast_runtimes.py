@@ -181,14 +181,23 @@ def test_predict_and_eval_on_a_runtime(trained, tiny_glue, tmp_path):
     assert bad.returncode == 2 and "unknown runtime" in bad.stderr
 
 
-def test_peers_produce_every_row_or_say_why(trained, tiny_glue, tmp_path):
+def test_peers_produce_every_row_or_say_why(trained, tiny_glue, tmp_path, monkeypatch):
     from slimbert.bench.peers import peers_table, peers_tables, plot_peers, run_peers
+    from slimbert.export import runtimes
 
     artifact = tmp_path / "int8"
     _run(trained, [{"method": "dynamic-int8"}], artifact, tiny_glue)
+    artifact_sessions, open_onnx = [], runtimes.onnx_session
+
+    def recording_onnx_session(path, threads=None, spinning=True):
+        artifact_sessions.append(spinning)
+        return open_onnx(path, threads, spinning)
+
+    monkeypatch.setattr(runtimes, "onnx_session", recording_onnx_session)
     record = run_peers(str(trained), "sst2", [artifact], data_dir=str(tiny_glue), budget_s=0.1, natural_examples=16,
                        log=lambda m: None)
     rows = {r["name"]: r for r in record["rows"]}
+    assert artifact_sessions == [False]  # timed like the peers' sessions: a spinning pool slows the next path
     assert {"pytorch-fp32", "ort-fp32", "ort-quantize-dynamic", "openvino-fp32", "openvino-nncf-int8",
             "openvino-nncf-int8-f32", "torchao-int8-dynamic", "int8@pytorch", "int8@onnxruntime", "int8@openvino",
             "int8@openvino-bf16"} == set(rows)

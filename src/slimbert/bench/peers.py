@@ -173,7 +173,8 @@ def artifact_paths(directory: Path, data: TaskDataset, threads: int, seq: int = 
                  "openvino": ir_precision(directory / OPENVINO_DIR / OPENVINO_XML)}
     out = []
     for runtime in available_runtimes(directory):
-        session = open_session(bundle, directory, runtime, threads)
+        # Not spinning, as the peers' own ONNX Runtime sessions: an idle spinning pool slows the next path timed.
+        session = open_session(bundle, directory, runtime, threads, spinning=False)
         size = (file_size(directory / WEIGHTS_NAME) / MB if runtime == "pytorch" else
                 file_size(directory / ONNX_NAME) / MB if runtime == "onnxruntime" else
                 _ir_size(directory / OPENVINO_DIR / OPENVINO_XML))

@@ -59,8 +59,11 @@ def available_runtimes(directory: Path) -> list[str]:
     return [r for r in RUNTIMES if runtime_file(Path(directory), r) is None or runtime_file(Path(directory), r).is_file()]
 
 
-def open_session(bundle: ModelBundle, directory: str | Path | None, runtime: str, threads: int | None = None) -> Session:
-    """``bundle`` (its PyTorch model) or its artifact ``directory``'s export, ready to run on ``runtime``."""
+def open_session(bundle: ModelBundle, directory: str | Path | None, runtime: str, threads: int | None = None,
+                 spinning: bool = True) -> Session:
+    """``bundle`` (its PyTorch model) or its artifact ``directory``'s export, ready to run on ``runtime``.
+    ``spinning=False`` stops ONNX Runtime's idle workers from busy-waiting (for timing several sessions in turn:
+    a spinning session steals the cores of whichever session runs after it)."""
     if runtime not in RUNTIMES:
         raise SlimbertError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     adaptive = AdaptiveSettings.from_dict(bundle.adaptive)
@@ -87,7 +90,7 @@ def open_session(bundle: ModelBundle, directory: str | Path | None, runtime: str
     if runtime == "onnxruntime" and path.name == SEGMENTS_INDEX:
         return Session("onnxruntime", _adaptive_run(OnnxSegments(path.parent, threads), adaptive, bundle.arch.inputs))
     if runtime == "onnxruntime":
-        session = onnx_session(path, threads)
+        session = onnx_session(path, threads, spinning)
         return Session("onnxruntime", lambda batch: onnx_logits(session, batch))
     compiled = openvino_model(path, threads)
     return Session("openvino", lambda batch: openvino_logits(compiled, batch))
