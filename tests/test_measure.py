@@ -91,6 +91,22 @@ def test_latency_stats_and_interleaving():
     assert order[2:] == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
 
 
+def test_every_timed_onnx_runtime_session_is_opened_without_spinning():
+    """Timing code runs several sessions in turn: an idle pool that spins steals the cores of the next one timed
+    (bench peers' 4-layer students read 2-3x slower at b1 before their sessions stopped spinning)."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "slimbert"
+    calls = []
+    for path in sorted([*(src / "bench").glob("*.py"), *(src / "measure").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("onnx_session", "open_session"):
+                spinning = {k.arg: k.value for k in node.keywords}.get("spinning")
+                calls.append((path.name, node.lineno, isinstance(spinning, ast.Constant) and spinning.value is False))
+    assert len(calls) >= 5  # peers (3), latency, peak, adaptive
+    assert [c for c in calls if not c[2]] == []
+
+
 def test_profile_components(tmp_path, arch):
     model = _tiny(arch)
     names = ("input_ids", "attention_mask") if arch != "bert" else ("input_ids", "attention_mask", "token_type_ids")

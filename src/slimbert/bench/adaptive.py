@@ -159,7 +159,7 @@ def run_adaptive_bench(artifact: Path, task: str, *, exits: list[ExitCriterion],
                                 f"{sorted(i + 1 for i in scored) or 'none'}, and the schedules ask for layers "
                                 f"{sorted(i + 1 for i in asked - scored)}: time them with --runtimes pytorch, or "
                                 "compress with a schedule that long (its export then scores those layers)")
-    fused = onnx_session(artifact / ONNX_NAME, threads) if (artifact / ONNX_NAME).is_file() else None
+    fused = onnx_session(artifact / ONNX_NAME, threads, spinning=False) if (artifact / ONNX_NAME).is_file() else None
     exit_head_flops = heads.flops_per_exit() if heads is not None else 0
     exit_layers = segment_sets["pytorch"].exit_layers
     modes = {"natural": (dev, None)}
