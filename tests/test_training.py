@@ -161,6 +161,19 @@ def test_best_checkpoint_respects_eligibility(tiny_bert_dir, tiny_glue, tmp_path
     assert result.state.best_step == 8 and result.best_metrics["accuracy"] == 0.2
 
 
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_a_run_says_which_evaluated_weights_it_kept(tiny_bert_dir, tiny_glue, tmp_path, keep_best):
+    bundle, data = _setup(tiny_bert_dir, tiny_glue, max_train=32)
+    scores = iter([0.9, 0.1])  # evals at steps 2 and 4: the best one is not the last
+    result = train(bundle.model, data.train_set(bundle.tokenizer),
+                   TrainConfig(max_steps=4, batch_size=16, eval_every=2, keep_best=keep_best), tmp_path / "run",
+                   loss_terms=[TaskLoss(False)], evaluator=lambda m: {"accuracy": next(scores)}, main_metric="accuracy")
+    assert result.kept_best is keep_best
+    assert result.best_metrics == ({"step": 2, "accuracy": 0.9} if keep_best else {"step": 4, "accuracy": 0.1})
+    which = "best" if keep_best else "last"
+    assert result.summary() == f"4 steps; kept the {which} evaluated weights {result.best_metrics}"
+
+
 def test_progress_prints_plain_lines_when_not_a_terminal(monkeypatch, capsys):
     """In a log file (no terminal) the bar is invisible: status lines are printed instead."""
     from slimbert.training import progress as progress_module

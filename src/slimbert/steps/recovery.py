@@ -19,4 +19,4 @@ def recover(bundle: "ModelBundle", ctx: StepContext, cfg: TrainConfig | None, na
     ctx.note(f"before recovery: {ctx.data.evaluate(bundle.model, bundle.tokenizer)}")
     result = ctx.train(bundle, cfg, name=name, description=description)
     if result.best_metrics:
-        ctx.note(f"recovery: {result.steps} steps; kept dev metrics {result.best_metrics}")
+        ctx.note(f"recovery: {result.summary()}")

@@ -64,12 +64,21 @@ class TrainingModule(nn.Module):
 @dataclass
 class TrainResult:
     state: TrainState
-    best_metrics: dict[str, float] | None
+    best_metrics: dict[str, float] | None  # the evaluation of the weights kept (None: never evaluated)
     resumed_from_step: int | None
+    kept_best: bool = False  # True: the best evaluated checkpoint's weights were kept; False: the last step's
 
     @property
     def steps(self) -> int:
         return self.state.global_step
+
+    def summary(self) -> str:
+        """'N steps' and which evaluated weights were kept, for a run's notes (evaluated on the run's evaluation
+        split: dev, or a held-out one)."""
+        if not self.best_metrics:
+            return f"{self.steps} steps"
+        which = "best" if self.kept_best else "last"
+        return f"{self.steps} steps; kept the {which} evaluated weights {self.best_metrics}"
 
 
 def _param_groups(module: TrainingModule, cfg: TrainConfig, callbacks: Sequence[Callback]) -> list[dict]:
@@ -267,13 +276,14 @@ def train(
                 state.batches_in_epoch = 0
     run_callbacks("on_train_end")
     accelerator.wait_for_everyone()
-    best_metrics = None
+    best_metrics, kept_best = None, False
     if (run_dir / BEST_WEIGHTS).is_file() and cfg.keep_best and state.best_step is not None:
         load_weights(unwrapped.model, run_dir / BEST_WEIGHTS)
         best_metrics = next((h for h in state.eval_history if h["step"] == state.best_step), None)
+        kept_best = True
     elif state.eval_history:
         best_metrics = state.eval_history[-1]
     if accelerator.is_main_process:
         (run_dir / "train_state.json").write_text(json.dumps(state.to_dict(), indent=2))
     unwrapped.model.eval()
-    return TrainResult(state=state, best_metrics=best_metrics, resumed_from_step=resumed_from)
+    return TrainResult(state=state, best_metrics=best_metrics, resumed_from_step=resumed_from, kept_best=kept_best)

@@ -55,7 +55,7 @@ def apply_qat_int8(bundle: ModelBundle, cfg: QatInt8Config, ctx: StepContext) ->
     embedding = wrap_word_embeddings(bundle, cfg.embedding_bits)
     result = ctx.train(bundle, cfg.train, name="qat",
                        description="quantization-aware training (int8)")
-    ctx.note(f"QAT for {result.steps} steps" + (f"; best dev {result.best_metrics}" if result.best_metrics else ""))
+    ctx.note(f"QAT for {result.summary()}")
 
     quants = activation_quants(wrappers)
     latent = {path: w.linear for path, w in wrappers.items()}

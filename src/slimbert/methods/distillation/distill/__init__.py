@@ -130,6 +130,6 @@ def apply_distill(bundle: ModelBundle, cfg: DistillConfig, ctx: StepContext) -> 
                            evaluate=cfg.evaluate, description=f"distill ({len(matches)} matches, logits {logits_loss})")
     finally:
         term.close()
-    ctx.note(f"distilled for {result.steps} steps" + (f"; best dev {result.best_metrics}" if result.best_metrics else ""))
+    ctx.note(f"distilled for {result.summary()}")
     return bundle
 

@@ -24,5 +24,5 @@ def train_pruned(bundle: ModelBundle, ctx: StepContext, cfg: TrainConfig, *, cal
     result = ctx.train(bundle, cfg, extra_terms=extra_terms, callbacks=callbacks, name=name,
                        description=description or name)
     if result.best_metrics:
-        ctx.note(f"{name}: {result.steps} steps; kept dev metrics {result.best_metrics}")
+        ctx.note(f"{name}: {result.summary()}")
     return result

@@ -141,7 +141,7 @@ def apply_qbert(bundle: ModelBundle, cfg: QBertConfig, ctx: StepContext) -> Mode
     embedding = wrap_word_embeddings(bundle, cfg.embedding_bits)
     result = ctx.train(bundle, cfg.train, name="qbert",
                        description=f"Q-BERT fine-tuning (weights {sorted(set(bits.values()))} bits)")
-    ctx.note(f"Q-BERT fine-tuned for {result.steps} steps" + (f"; best dev {result.best_metrics}" if result.best_metrics else ""))
+    ctx.note(f"Q-BERT fine-tuned for {result.summary()}")
 
     finish_low_bit(bundle, ctx, cfg, "qbert", wrappers, embedding,
                    f"encoder linears bit-packed at {sorted(set(bits.values()))} bits with per-group scales",

@@ -98,7 +98,7 @@ def apply_ternary(bundle: ModelBundle, cfg: TernaryConfig, ctx: StepContext) -> 
     what = "with distillation" if ctx.distillation is not None else "on the task labels (distill: null)"
     result = ctx.train(bundle, cfg.train, callbacks=callbacks, name="ternary",
                        description=f"TernaryBERT ({cfg.mode}) {what}")
-    ctx.note(f"TernaryBERT trained for {result.steps} steps" + (f"; best dev {result.best_metrics}" if result.best_metrics else ""))
+    ctx.note(f"TernaryBERT trained for {result.summary()}")
 
     finish_low_bit(bundle, ctx, cfg, "ternary", wrappers, embedding,
                    "ternary encoder weights packed at 2 bits + one fp32 alpha per group", cfg.onnx_int8,
