@@ -361,13 +361,16 @@ def plot_peers(record: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = [r for r in record["rows"] if not r["missing"]]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    # Points are numbered and the names listed beside the plots: with several artifacts on four runtimes each,
+    # names written next to the points overlap.
+    index = {r["name"]: i for i, r in enumerate(rows, start=1)}
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.2))
     for ax, shape in zip(axes, record["padded_shapes"]):
         points = [(r["latency_ms"][shape], r["metric"] * 100, r) for r in rows if shape in r["latency_ms"]]
         for x, y, r in points:
             ax.scatter(x, y, marker="o" if r["kind"] == "peer" else "*", s=60 if r["kind"] == "peer" else 140,
                        color="tab:blue" if r["kind"] == "peer" else "tab:red")
-            ax.annotate(r["name"], (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
+            ax.annotate(str(index[r["name"]]), (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
         front = pareto_front([(x, y) for x, y, _ in points])
         if front:
             ax.plot(*zip(*front), color="grey", linestyle="--", linewidth=1, label="Pareto front")
@@ -377,7 +380,9 @@ def plot_peers(record: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(f"{record['task']}: slimbert (stars) vs the runtimes' own tools (dots), {record['threads']} threads")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.78, 1))
+    fig.text(0.79, 0.95, "\n".join(f"{i}  {name}" for name, i in index.items()), fontsize=7, va="top",
+             family="monospace")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
