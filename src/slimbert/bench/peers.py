@@ -95,11 +95,12 @@ def _ort_quantize_dynamic(fused: Path, out: Path) -> None:
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _torchao_int8(model):
+def torchao_int8(model):
     """torchao's int8 dynamic-activation int8-weight quantization of a copy of ``model`` (raises if unavailable)."""
     import copy
 
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_  # type: ignore[import-not-found]
+    with quiet_root_logging():  # torchao warns at import about its CUDA-only kernel libraries
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_  # type: ignore[import-not-found]
 
     quantized = copy.deepcopy(model)
     quantize_(quantized, Int8DynamicActivationInt8WeightConfig())
@@ -149,8 +150,9 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
                               precision="int8", size_mb=_ir_size(int8),
                               run=lambda f, c=compiled_q: openvino_logits(c, f)))
     try:
+        torchao_model = torchao_int8(teacher.model.eval())
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
-                              precision="int8", run=torch_run(_torchao_int8(teacher.model.eval()))))
+                              precision="int8", size_mb=_saved_size_mb(torchao_model), run=torch_run(torchao_model)))
     except Exception as exc:  # optional: not installed, or no kernel for this CPU
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
                               precision="int8", missing=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
@@ -158,6 +160,17 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
     for p in paths:  # every peer runs the teacher's products (in the precision its tool left them in)
         p.flops = flops
     return paths
+
+
+def _saved_size_mb(model) -> float:
+    """Bytes of ``torch.save(model.state_dict())``: what a user of that tool stores (int8 weights + their scales)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell() / MB
 
 
 def _ir_size(xml: Path) -> float:
