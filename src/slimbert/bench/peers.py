@@ -12,7 +12,8 @@ warm, as when it is served alone. The peer paths, each given its best settings:
 * OpenVINO fp32 (with an explicit f32 precision hint: its default on this CPU is bf16);
 * OpenVINO + NNCF int8 post-training quantization, calibrated on 300 training examples, with OpenVINO's
   default precision hint (bf16 for the ops NNCF left in float, on a CPU with bf16) and with f32;
-* torchao int8 dynamic quantization, when torchao is installed and runs on this CPU;
+* torchao int8 dynamic quantization compiled with torch.compile, when torchao is installed (the ``torchao`` extra,
+  which make installs) and runs on this CPU;
 
 and each slimbert artifact given with ``--artifact`` on each runtime it has (an int8 IR with both hints too).
 A path that cannot be measured is listed with the reason.
@@ -95,6 +96,9 @@ def _ort_quantize_dynamic(fused: Path, out: Path) -> None:
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
+TORCHAO_DESCRIPTION = "torchao int8 dynamic activations and weights, torch.compile (inductor)"
+
+
 def torchao_int8(model):
     """torchao's int8 dynamic-activation int8-weight quantization of a copy of ``model`` (raises if unavailable)."""
     import copy
@@ -151,10 +155,12 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
                               run=lambda f, c=compiled_q: openvino_logits(c, f)))
     try:
         torchao_model = torchao_int8(teacher.model.eval())
-        paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
-                              precision="int8", size_mb=_saved_size_mb(torchao_model), run=torch_run(torchao_model)))
+        # torch.compile is torchao's own pairing: eager, its int8 tensors run no faster than fp32 on this CPU
+        # (benchmarks/probes/torchao_compile.py); inductor fuses them (~25 s per new shape, in the warm-up).
+        paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", TORCHAO_DESCRIPTION, precision="int8",
+                              size_mb=_saved_size_mb(torchao_model), run=torch_run(torch.compile(torchao_model))))
     except Exception as exc:  # optional: not installed, or no kernel for this CPU
-        paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", "torchao int8 dynamic activations and weights",
+        paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", TORCHAO_DESCRIPTION,
                               precision="int8", missing=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
     flops = flops_per_example(teacher.model, seq)
     for p in paths:  # every peer runs the teacher's products (in the precision its tool left them in)
