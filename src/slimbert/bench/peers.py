@@ -12,8 +12,8 @@ warm, as when it is served alone. The peer paths, each given its best settings:
 * OpenVINO fp32 (with an explicit f32 precision hint: its default on this CPU is bf16);
 * OpenVINO + NNCF int8 post-training quantization, calibrated on 300 training examples, with OpenVINO's
   default precision hint (bf16 for the ops NNCF left in float, on a CPU with bf16) and with f32;
-* torchao int8 dynamic quantization compiled with torch.compile, when torchao is installed (the ``torchao`` extra,
-  which make installs) and runs on this CPU;
+* torchao int8 dynamic quantization compiled with torch.compile, when torchao is installed (the ``torchao`` extra:
+  ``pip install -e ".[torchao]"``; make does not install it) and runs on this CPU;
 
 and each slimbert artifact given with ``--artifact`` on each runtime it has (an int8 IR with both hints too).
 A path that cannot be measured is listed with the reason.
