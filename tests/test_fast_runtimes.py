@@ -215,6 +215,8 @@ def test_peers_produce_every_row_or_say_why(trained, tiny_glue, tmp_path, monkey
             assert set(row["latency_ms"]) == {"b1s64", "b32s64", "b1nat", "b32nat"}
     if importlib.util.find_spec("torchao") is not None:  # installed (the torchao extra): measured
         assert not rows["torchao-int8-dynamic"]["missing"] and rows["torchao-int8-dynamic"]["precision"] == "int8"
+    else:  # says how to get it
+        assert 'not installed (optional: pip install -e ".[torchao]")' in rows["torchao-int8-dynamic"]["missing"]
     table = peers_table(record)
     assert "openvino-nncf-int8" in table and "int8@openvino" in table
     assert plot_peers(record, tmp_path / "peers.png").stat().st_size > 10_000

@@ -156,10 +156,16 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
     try:
         torchao_model = torchao_int8(teacher.model.eval())
         # torch.compile is torchao's own pairing: eager, its int8 tensors run no faster than fp32 on this CPU
-        # (benchmarks/probes/torchao_compile.py); inductor fuses them (~25 s per new shape, in the warm-up).
+        # (benchmarks/probes/torchao_compile.py); inductor fuses them (~25 s per new shape on two cores).
+        compiled_ao = torch.compile(torchao_model)
+        with torch.inference_mode():  # compile now: a machine without a C++ compiler fails here, not mid-run
+            compiled_ao(**random_inputs(teacher.model.config.vocab_size, names, 1, seq))
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", TORCHAO_DESCRIPTION, precision="int8",
-                              size_mb=_saved_size_mb(torchao_model), run=torch_run(torch.compile(torchao_model))))
-    except Exception as exc:  # optional: not installed, or no kernel for this CPU
+                              size_mb=_saved_size_mb(torchao_model), run=torch_run(compiled_ao)))
+    except ImportError:
+        paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", TORCHAO_DESCRIPTION, precision="int8",
+                              missing='torchao is not installed (optional: pip install -e ".[torchao]")'))
+    except Exception as exc:  # installed, but no kernel or no compiler for this machine
         paths.append(PeerPath("torchao-int8-dynamic", "peer", "pytorch", TORCHAO_DESCRIPTION,
                               precision="int8", missing=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
     flops = flops_per_example(teacher.model, seq)
