@@ -41,8 +41,9 @@ def test_user_errors_exit_2_with_message_and_no_traceback(tmp_path, tiny_bert_di
     proc = slimbert("eval", "--model", tiny_bert_dir, "--task", "sst2", check=False)
     assert proc.returncode == 2 and "SLIMBERT_DATA" in proc.stderr and "Traceback" not in proc.stderr
 
-    proc = slimbert("eval", "--model", tmp_path / "nope", "--task", "sst2", check=False)
+    proc = slimbert("eval", "--model", tmp_path / "nope[bert]", "--task", "sst2", check=False)
     assert proc.returncode == 2 and "model directory not found" in proc.stderr
+    assert "nope[bert]" in proc.stderr  # printed as written: rich does not read '[bert]' as a style tag
 
 
 def test_eval_json(tiny_bert_dir, tiny_glue):

@@ -188,3 +188,6 @@ def test_progress_prints_plain_lines_when_not_a_terminal(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "tiny run: step 3/4" in err and "loss 0.5000" in err and "best accuracy 0.9000" in err
     assert "tiny run: step 4/4" in err and "step 2/4" not in err
+    with bar:
+        bar.note('install it with pip install -e ".[torchao]"')  # data, not a rich style tag
+    assert '".[torchao]"' in capsys.readouterr().err

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from slimbert.errors import SlimbertError
@@ -27,6 +28,11 @@ def _console(stderr: bool = False) -> Console:
 
 console = _console()
 err = _console(stderr=True)
+
+
+def _say(message: str) -> None:
+    """A line of data on stderr, printed as written: rich would read '[torchao]' in it as a style tag and drop it."""
+    err.print(message, markup=False)
 
 # -- options shared by finetune, eval and compress
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Local HF directory, hub id, slimbert artifact, or 'minilm-l6'.")]
@@ -153,7 +159,7 @@ def evaluate_cmd(
     bundle = load_model(model, data.task)
     data.settings, note = settings.for_model(shape_of(bundle.model).max_positions, model)
     if note:
-        err.print(note)
+        err.print(note, markup=False)
     session = open_session(bundle, Path(resolve_model_source(model)), runtime)
     pad = bundle.tokenizer.pad_token_id or 0
     metrics = data.evaluation(lambda ds: session.predict(ds, batch_size, pad), bundle.tokenizer).metrics
@@ -461,15 +467,15 @@ def plan_cmd(
     if not dry_run and out is None:
         raise SlimbertError("--out DIR is needed to run the plan (or pass --dry-run to only plan)")
     budget = Budget(max_latency_ms, batch, seq_len, max_size_mb, max_drop, runtime).validate()
-    plan = make_plan(model, task, budget, results=results, data_dir=data_dir, threads=threads, log=err.print)
-    err.print(plan_table(plan))
-    err.print(plan.message)
+    plan = make_plan(model, task, budget, results=results, data_dir=data_dir, threads=threads, log=_say)
+    _say(plan_table(plan))
+    _say(plan.message)
     if plan.chosen is None:
         raise SlimbertError(plan.message)
     if not dry_run:
         plan = run_plan(plan, out, data_dir=data_dir, threads=threads, overwrite=overwrite,
-                        max_train_samples=max_train_samples, log=err.print)
-        err.print(plan.message)
+                        max_train_samples=max_train_samples, log=_say)
+        _say(plan.message)
     if json_out:
         console.print_json(json.dumps(plan.to_dict(), default=str))
     else:
@@ -566,7 +572,7 @@ def main() -> None:
     except SlimbertError as exc:
         if "--json" in sys.argv:  # a caller that asked for JSON gets its error as JSON too
             print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from slimbert.data.loaders import DATA_ENV
 from slimbert.errors import SlimbertError
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(Path(args.runs), not args.full, args.data_dir, err.print, console)
     except SlimbertError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     return 0
 
@@ -110,7 +111,7 @@ def run(runs: Path, fast: bool, data_dir: str | None, log, console: Console) -> 
                "BENCHMARKS.md and benchmarks/results hold the full experiments.</p>")
     html_path = write_report(runs / "demo-report.html", render_bench_report(records, peers=peers, preface=preface,
                                                                             title="slimbert demo: SST-2 on MiniLM-L6"))
-    console.print(peers_tables(peers))
+    console.print(peers_tables(peers), markup=False)  # data: '[torchao]' is not a style tag
     console.print(f"\nArtifacts: {', '.join(str(runs / name) for name, *_ in plans)} (each with report.html)")
     console.print(f"HTML report: {html_path.resolve()}")
 

@@ -384,6 +384,7 @@ def plot_peers(record: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
     rows = [r for r in record["rows"] if not r["missing"]]
     # Points are numbered and the names listed beside the plots: with several artifacts on four runtimes each,
@@ -400,6 +401,11 @@ def plot_peers(record: dict[str, Any], path: Path) -> Path:
         if front:
             ax.plot(*zip(*front), color="grey", linestyle="--", linewidth=1, label="Pareto front")
         ax.set_xscale("log")
+        # Ticks at 1-2-5 steps as plain numbers: log axes label their minor ticks 3x10^0, 4x10^0 ... in a span
+        # of about one decade, and those labels overlap.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"latency ms ({shape}, padded, log scale)")
         ax.set_ylabel(f"dev {record['metric']}")
         ax.grid(alpha=0.3)
