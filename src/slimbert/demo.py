@@ -12,7 +12,7 @@ own one-line quantizers, and write the HTML report of it all.
 5. the HTML report (Table 1 of the demo's runs, Pareto plots, findings, the peers): its path is printed last.
 
 By default the teacher is a short one (4,000 training sentences, one epoch: a few minutes on two cores, about 80%
-dev accuracy), so a first ``make demo`` finishes in 10-15 minutes; ``--full`` trains the 2-epoch teacher behind
+dev accuracy), so a first ``make demo`` finishes in 9-15 minutes; ``--full`` trains the 2-epoch teacher behind
 BENCHMARKS.md and the full fast-cpu recipe (hours on two cores; not timed: its run on 32,000 of SST-2's
 67,349 training texts took 42 minutes, BENCHMARKS.md section 7).
 """
