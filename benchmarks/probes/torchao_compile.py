@@ -1,4 +1,4 @@
-"""Is torchao's int8 row of ``bench peers`` (eager) its best setting, or does ``torch.compile`` make it faster?
+"""Is torchao's int8 faster eager or under ``torch.compile``? (Why ``bench peers`` compiles its torchao row.)
 
     python benchmarks/probes/torchao_compile.py --model runs/teacher-minilm-sst2-sentences --task sst2 \
         > benchmarks/probes/results/torchao-compile-sst2.json
