@@ -131,3 +131,11 @@ def test_holdout_mode_sentences_and_a_wrong_mode(tiny_bert_dir, tiny_glue, tmp_p
                        "--out", tmp_path / "bad", *extra, "--max-steps", "1", check=False)
         assert bad.returncode != 0 and message in bad.stderr.replace("\n", " "), bad.stderr
         assert not (tmp_path / "bad").exists()
+
+
+def test_stderr_prints_data_as_written(capsys):
+    """Logs, notes and plans go through the stderr console: '[torchao]' in them is data, not a rich style tag."""
+    from slimbert.cli import err
+
+    err.print('optional: pip install -e ".[torchao]"')
+    assert '".[torchao]"' in capsys.readouterr().err

@@ -18,21 +18,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Make BERT-family models small and fast, and measure what each method buys.")
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False, markup: bool = True) -> Console:
     """A terminal gets rich output; a pipe or file gets plain lines, never wrapped or truncated."""
-    probe = Console(stderr=stderr)
+    probe = Console(stderr=stderr, markup=markup)
     if probe.is_terminal:
         return probe
-    return Console(stderr=stderr, width=100_000, soft_wrap=True, no_color=True, highlight=False)
+    return Console(stderr=stderr, width=100_000, soft_wrap=True, no_color=True, highlight=False, markup=markup)
 
 
 console = _console()
-err = _console(stderr=True)
-
-
-def _say(message: str) -> None:
-    """A line of data on stderr, printed as written: rich would read '[torchao]' in it as a style tag and drop it."""
-    err.print(message, markup=False)
+# stderr carries data (logs, notes, plans, paths): printed as written, since rich would read '[torchao]' or '[bert]'
+# in it as a style tag and drop it; the styled lines below ask for markup.
+err = _console(stderr=True, markup=False)
 
 # -- options shared by finetune, eval and compress
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Local HF directory, hub id, slimbert artifact, or 'minilm-l6'.")]
@@ -159,7 +156,7 @@ def evaluate_cmd(
     bundle = load_model(model, data.task)
     data.settings, note = settings.for_model(shape_of(bundle.model).max_positions, model)
     if note:
-        err.print(note, markup=False)
+        err.print(note)
     session = open_session(bundle, Path(resolve_model_source(model)), runtime)
     pad = bundle.tokenizer.pad_token_id or 0
     metrics = data.evaluation(lambda ds: session.predict(ds, batch_size, pad), bundle.tokenizer).metrics
@@ -467,15 +464,15 @@ def plan_cmd(
     if not dry_run and out is None:
         raise SlimbertError("--out DIR is needed to run the plan (or pass --dry-run to only plan)")
     budget = Budget(max_latency_ms, batch, seq_len, max_size_mb, max_drop, runtime).validate()
-    plan = make_plan(model, task, budget, results=results, data_dir=data_dir, threads=threads, log=_say)
-    _say(plan_table(plan))
-    _say(plan.message)
+    plan = make_plan(model, task, budget, results=results, data_dir=data_dir, threads=threads, log=err.print)
+    err.print(plan_table(plan))
+    err.print(plan.message)
     if plan.chosen is None:
         raise SlimbertError(plan.message)
     if not dry_run:
         plan = run_plan(plan, out, data_dir=data_dir, threads=threads, overwrite=overwrite,
-                        max_train_samples=max_train_samples, log=_say)
-        _say(plan.message)
+                        max_train_samples=max_train_samples, log=err.print)
+        err.print(plan.message)
     if json_out:
         console.print_json(json.dumps(plan.to_dict(), default=str))
     else:
@@ -575,7 +572,7 @@ def main() -> None:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
+        err.print("[yellow]interrupted[/]", markup=True)
         sys.exit(130)
 
 
