@@ -155,8 +155,8 @@ def peer_paths(teacher_spec: str, data: TaskDataset, work: Path, threads: int, l
                               run=lambda f, c=compiled_q: openvino_logits(c, f)))
     try:
         torchao_model = torchao_int8(teacher.model.eval())
-        # torch.compile is torchao's own pairing: eager, its int8 tensors run no faster than fp32 on this CPU
-        # (benchmarks/probes/torchao_compile.py); inductor fuses them (~25 s per new shape on two cores).
+        # torch.compile is torchao's own pairing: eager, its int8 tensors run about as fast as fp32 on this CPU
+        # (benchmarks/probes/torchao_compile.py); inductor fuses them (20-25 s per new shape on two cores).
         compiled_ao = torch.compile(torchao_model)
         with torch.inference_mode():  # compile now: a machine without a C++ compiler fails here, not mid-run
             compiled_ao(**random_inputs(teacher.model.config.vocab_size, names, 1, seq))
